@@ -1,0 +1,413 @@
+// Reading and writing safetensors files (https://github.com/huggingface/safetensors format):
+// an 8-byte little-endian header length, a JSON header
+//   {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}}
+// and the raw little-endian data. Every field is validated before any byte is read, so a
+// truncated or corrupt file raises rev::io_error and never reads out of bounds.
+#pragma once
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rev/core/tensor.hpp"
+
+namespace rev::io {
+
+static_assert(std::endian::native == std::endian::little, "rev::io::safetensors: big-endian hosts are not supported");
+
+enum class dtype { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
+
+inline std::size_t itemsize(dtype t) {
+  switch (t) {
+    case dtype::F64: case dtype::I64: return 8;
+    case dtype::F32: case dtype::I32: return 4;
+    case dtype::F16: case dtype::BF16: case dtype::I16: return 2;
+    default: return 1;
+  }
+}
+
+inline const char* dtype_name(dtype t) {
+  constexpr const char* names[] = {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL"};
+  return names[static_cast<int>(t)];
+}
+
+/// One entry of a safetensors file: its element type, extents and raw little-endian bytes.
+struct entry {
+  dtype type = dtype::F32;
+  Shape shape;
+  std::vector<std::byte> bytes;
+
+  /// The values converted to T (floating-point and integer entries alike).
+  template <Scalar T>
+  Tensor<T> to_tensor() const;
+};
+
+/// The contents of a safetensors file, in name order.
+struct file {
+  std::map<std::string, entry> entries;
+  std::map<std::string, std::string> metadata;
+
+  bool contains(const std::string& name) const { return entries.count(name) != 0; }
+  const entry& at(const std::string& name) const {
+    auto it = entries.find(name);
+    check<io_error>(it != entries.end(), "rev::io::safetensors: no tensor named '", name, "'");
+    return it->second;
+  }
+  template <Scalar T = float>
+  Tensor<T> tensor(const std::string& name) const {
+    return at(name).template to_tensor<T>();
+  }
+  /// Stores t under `name` as `type` (F32 or F64).
+  template <Scalar T>
+  void put(const std::string& name, const Tensor<T>& t, dtype type = std::is_same_v<T, double> ? dtype::F64 : dtype::F32);
+};
+
+namespace detail {
+
+inline float half_to_float(std::uint16_t h) {
+  const std::uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1Fu, mant = h & 0x3FFu;
+  if (exp == 0) {  // zero or subnormal: mant * 2^-24
+    const float v = std::ldexp(static_cast<float>(mant), -24);
+    return sign ? -v : v;
+  }
+  std::uint32_t bits = exp == 31 ? (sign | 0x7F800000u | (mant << 13)) : (sign | ((exp + 112) << 23) | (mant << 13));
+  return std::bit_cast<float>(bits);
+}
+
+inline float bf16_to_float(std::uint16_t h) { return std::bit_cast<float>(std::uint32_t{h} << 16); }
+
+// A small JSON reader for the safetensors header: objects, strings, integers, arrays.
+class json_reader {
+ public:
+  explicit json_reader(std::string_view s) : s_(s) {}
+
+  [[noreturn]] void fail(const std::string& what) const {
+    throw io_error("rev::io::safetensors: corrupt header: " + what + " at byte " + std::to_string(pos_));
+  }
+  void ws() {
+    while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\n' || s_[pos_] == '\r' || s_[pos_] == '\t')) ++pos_;
+  }
+  bool peek(char c) {
+    ws();
+    return pos_ < s_.size() && s_[pos_] == c;
+  }
+  void expect(char c) {
+    if (!peek(c)) fail(std::string("expected '") + c + "'");
+    ++pos_;
+  }
+  std::string string() {
+    expect('"');
+    std::string out;
+    while (pos_ < s_.size() && s_[pos_] != '"') {
+      char c = s_[pos_++];
+      if (c == '\\') {
+        if (pos_ >= s_.size()) fail("unterminated escape");
+        char e = s_[pos_++];
+        switch (e) {
+          case 'n': out += '\n'; break;
+          case 't': out += '\t'; break;
+          case 'r': out += '\r'; break;
+          case 'b': out += '\b'; break;
+          case 'f': out += '\f'; break;
+          case 'u': {
+            if (pos_ + 4 > s_.size()) fail("short \\u escape");
+            unsigned code = static_cast<unsigned>(std::stoul(std::string(s_.substr(pos_, 4)), nullptr, 16));
+            pos_ += 4;
+            if (code < 0x80) {
+              out += static_cast<char>(code);
+            } else if (code < 0x800) {
+              out += static_cast<char>(0xC0 | (code >> 6));
+              out += static_cast<char>(0x80 | (code & 0x3F));
+            } else {
+              out += static_cast<char>(0xE0 | (code >> 12));
+              out += static_cast<char>(0x80 | ((code >> 6) & 0x3F));
+              out += static_cast<char>(0x80 | (code & 0x3F));
+            }
+            break;
+          }
+          default: out += e;
+        }
+      } else {
+        out += c;
+      }
+    }
+    expect('"');
+    return out;
+  }
+  std::uint64_t integer() {
+    ws();
+    std::uint64_t v = 0;
+    std::size_t start = pos_;
+    while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') {
+      if (v > (UINT64_MAX - 9) / 10) fail("integer too large");
+      v = v * 10 + static_cast<std::uint64_t>(s_[pos_++] - '0');
+    }
+    if (pos_ == start) fail("expected a non-negative integer");
+    return v;
+  }
+  std::vector<std::uint64_t> int_array() {
+    std::vector<std::uint64_t> v;
+    expect('[');
+    if (peek(']')) {
+      ++pos_;
+      return v;
+    }
+    for (;;) {
+      v.push_back(integer());
+      if (peek(',')) {
+        ++pos_;
+        continue;
+      }
+      expect(']');
+      return v;
+    }
+  }
+  // Iterates over the members of an object, calling f(key) positioned at the value.
+  template <class F>
+  void object(F&& f) {
+    expect('{');
+    if (peek('}')) {
+      ++pos_;
+      return;
+    }
+    for (;;) {
+      std::string key = string();
+      expect(':');
+      f(key);
+      if (peek(',')) {
+        ++pos_;
+        continue;
+      }
+      expect('}');
+      return;
+    }
+  }
+  bool at_end() {
+    ws();
+    return pos_ == s_.size();
+  }
+
+ private:
+  std::string_view s_;
+  std::size_t pos_ = 0;
+};
+
+inline dtype parse_dtype(const std::string& s) {
+  static const std::map<std::string, dtype> table = {
+      {"F64", dtype::F64}, {"F32", dtype::F32}, {"F16", dtype::F16}, {"BF16", dtype::BF16}, {"I64", dtype::I64},
+      {"I32", dtype::I32}, {"I16", dtype::I16}, {"I8", dtype::I8},   {"U8", dtype::U8},     {"BOOL", dtype::BOOL}};
+  auto it = table.find(s);
+  check<io_error>(it != table.end(), "rev::io::safetensors: unsupported dtype '", s, "'");
+  return it->second;
+}
+
+inline void json_escape(std::string& out, const std::string& s) {
+  out += '"';
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+}
+
+}  // namespace detail
+
+template <Scalar T>
+Tensor<T> entry::to_tensor() const {
+  Tensor<T> t = Tensor<T>::uninitialized(shape);
+  const index_t n = shape.numel();
+  const std::byte* p = bytes.data();
+  auto load = [&]<class U>(U, index_t i) {
+    U u;
+    std::memcpy(&u, p + static_cast<std::size_t>(i) * sizeof(U), sizeof(U));
+    return u;
+  };
+  for (index_t i = 0; i < n; ++i) {
+    double v = 0;
+    switch (type) {
+      case dtype::F64: v = load(double{}, i); break;
+      case dtype::F32: v = load(float{}, i); break;
+      case dtype::F16: v = detail::half_to_float(load(std::uint16_t{}, i)); break;
+      case dtype::BF16: v = detail::bf16_to_float(load(std::uint16_t{}, i)); break;
+      case dtype::I64: v = static_cast<double>(load(std::int64_t{}, i)); break;
+      case dtype::I32: v = load(std::int32_t{}, i); break;
+      case dtype::I16: v = load(std::int16_t{}, i); break;
+      case dtype::I8: v = load(std::int8_t{}, i); break;
+      case dtype::U8: case dtype::BOOL: v = load(std::uint8_t{}, i); break;
+    }
+    t.data()[i] = static_cast<T>(v);
+  }
+  return t;
+}
+
+template <Scalar T>
+void file::put(const std::string& name, const Tensor<T>& t, dtype type) {
+  check<io_error>(type == dtype::F32 || type == dtype::F64, "rev::io::safetensors: put('", name,
+                  "'): only F32 and F64 are written, not ", dtype_name(type));
+  entry e;
+  e.type = type;
+  e.shape = t.shape();
+  e.bytes.resize(static_cast<std::size_t>(t.numel()) * itemsize(type));
+  for (index_t i = 0; i < t.numel(); ++i) {
+    if (type == dtype::F32) {
+      float v = static_cast<float>(t.data()[i]);
+      std::memcpy(e.bytes.data() + i * 4, &v, 4);
+    } else {
+      double v = static_cast<double>(t.data()[i]);
+      std::memcpy(e.bytes.data() + i * 8, &v, 8);
+    }
+  }
+  entries[name] = std::move(e);
+}
+
+/// Parses a safetensors image held in memory. `origin` names it in error messages.
+inline file parse(const std::byte* data, std::size_t size, const std::string& origin = "<memory>") {
+  auto fail = [&](const std::string& what) -> io_error {
+    return io_error("rev::io::safetensors: '" + origin + "': " + what);
+  };
+  if (size < 8) throw fail("file of " + std::to_string(size) + " bytes is shorter than the 8-byte header length");
+  std::uint64_t header_len;
+  std::memcpy(&header_len, data, 8);
+  if (header_len > size - 8)
+    throw fail("header length " + std::to_string(header_len) + " exceeds the " + std::to_string(size - 8) +
+               " bytes after it (truncated or not a safetensors file)");
+  const std::byte* body = data + 8 + header_len;
+  const std::uint64_t body_size = size - 8 - header_len;
+  file out;
+  struct span {
+    std::uint64_t begin, end;
+    std::string name;
+  };
+  std::vector<span> spans;
+  try {
+    detail::json_reader json(std::string_view(reinterpret_cast<const char*>(data + 8), header_len));
+    json.object([&](const std::string& name) {
+      if (name == "__metadata__") {
+        json.object([&](const std::string& key) { out.metadata[key] = json.string(); });
+        return;
+      }
+      entry e;
+      bool has_type = false, has_shape = false, has_offsets = false;
+      std::vector<std::uint64_t> offsets;
+      json.object([&](const std::string& field) {
+        if (field == "dtype") {
+          e.type = detail::parse_dtype(json.string());
+          has_type = true;
+        } else if (field == "shape") {
+          auto dims = json.int_array();
+          if (dims.size() > Shape::max_rank) throw fail("tensor '" + name + "' has rank above 6");
+          e.shape = Shape(dims.begin(), dims.end());
+          has_shape = true;
+        } else if (field == "data_offsets") {
+          offsets = json.int_array();
+          has_offsets = true;
+        } else {
+          throw fail("tensor '" + name + "' has unknown field '" + field + "'");
+        }
+      });
+      if (!has_type || !has_shape || !has_offsets) throw fail("tensor '" + name + "' lacks dtype, shape or data_offsets");
+      if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > body_size)
+        throw fail("tensor '" + name + "' has data_offsets outside the " + std::to_string(body_size) + " data bytes");
+      std::uint64_t expect = itemsize(e.type);
+      for (index_t d : e.shape) {
+        if (d != 0 && expect > body_size / static_cast<std::uint64_t>(d) + 1) throw fail("tensor '" + name + "' is too large");
+        expect *= static_cast<std::uint64_t>(d);
+      }
+      if (offsets[1] - offsets[0] != expect)
+        throw fail("tensor '" + name + "' has " + std::to_string(offsets[1] - offsets[0]) + " data bytes, expected " +
+                   std::to_string(expect) + " for " + dtype_name(e.type) + " " + e.shape.str());
+      if (out.entries.count(name)) throw fail("tensor '" + name + "' appears twice");
+      e.bytes.assign(body + offsets[0], body + offsets[1]);
+      spans.push_back({offsets[0], offsets[1], name});
+      out.entries[name] = std::move(e);
+    });
+    if (!json.at_end()) json.fail("trailing characters");
+  } catch (const std::invalid_argument&) {
+    throw fail("bad \\u escape in header");
+  }
+  std::sort(spans.begin(), spans.end(), [](const span& a, const span& b) { return a.begin < b.begin; });
+  for (std::size_t i = 1; i < spans.size(); ++i)
+    if (spans[i].begin < spans[i - 1].end)
+      throw fail("tensors '" + spans[i - 1].name + "' and '" + spans[i].name + "' overlap");
+  return out;
+}
+
+/// Reads a safetensors file.
+inline file load(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  check<io_error>(in.good(), "rev::io::safetensors: cannot open '", path, "'");
+  const auto size = static_cast<std::size_t>(in.tellg());
+  std::vector<std::byte> buf(size);
+  in.seekg(0);
+  in.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(size));
+  check<io_error>(in.good() || size == 0, "rev::io::safetensors: cannot read '", path, "'");
+  return parse(buf.data(), size, path);
+}
+
+/// Serialises to the safetensors format (entries in name order, header padded to 8 bytes).
+inline std::vector<std::byte> serialize(const file& f) {
+  std::string header = "{";
+  bool first = true;
+  if (!f.metadata.empty()) {
+    header += "\"__metadata__\":{";
+    for (auto it = f.metadata.begin(); it != f.metadata.end(); ++it) {
+      if (it != f.metadata.begin()) header += ',';
+      detail::json_escape(header, it->first);
+      header += ':';
+      detail::json_escape(header, it->second);
+    }
+    header += '}';
+    first = false;
+  }
+  std::uint64_t offset = 0;
+  for (const auto& [name, e] : f.entries) {
+    if (!first) header += ',';
+    first = false;
+    detail::json_escape(header, name);
+    header += ":{\"dtype\":\"";
+    header += dtype_name(e.type);
+    header += "\",\"shape\":[";
+    for (int i = 0; i < e.shape.rank(); ++i) header += (i ? "," : "") + std::to_string(e.shape[i]);
+    header += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + e.bytes.size()) + "]}";
+    offset += e.bytes.size();
+  }
+  header += '}';
+  while (header.size() % 8) header += ' ';
+  std::vector<std::byte> out(8 + header.size() + offset);
+  const std::uint64_t len = header.size();
+  std::memcpy(out.data(), &len, 8);
+  std::memcpy(out.data() + 8, header.data(), header.size());
+  std::byte* p = out.data() + 8 + header.size();
+  for (const auto& [name, e] : f.entries) {
+    if (!e.bytes.empty()) std::memcpy(p, e.bytes.data(), e.bytes.size());
+    p += e.bytes.size();
+  }
+  return out;
+}
+
+/// Writes a safetensors file.
+inline void save(const file& f, const std::string& path) {
+  const auto bytes = serialize(f);
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  check<io_error>(out.good(), "rev::io::safetensors: cannot create '", path, "'");
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  check<io_error>(out.good(), "rev::io::safetensors: cannot write '", path, "'");
+}
+
+}  // namespace rev::io

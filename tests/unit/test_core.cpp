@@ -1,0 +1,114 @@
+#include <thread>
+
+#include "helpers.hpp"
+#include "rev/rev.hpp"
+
+using namespace rev;
+
+TEST_CASE("tensor: extents, zero fill, element access, clone and reshape") {
+  Tensor<float> t({2, 3, 4, 5});
+  CHECK(t.rank() == 4);
+  CHECK(t.numel() == 120);
+  CHECK(t.size(1) == 3);
+  CHECK(t.size(-1) == 5);
+  CHECK(std::all_of(t.begin(), t.end(), [](float v) { return v == 0; }));
+  t(1, 2, 3, 4) = 7;
+  CHECK(t.data()[119] == 7);
+  t(0, 1, 0, 0) = 3;
+  CHECK(t.data()[20] == 3);
+
+  Tensor<float> shared = t;
+  CHECK(shared.shares_buffer_with(t));
+  CHECK_FALSE(t.unique());
+  Tensor<float> deep = t.clone();
+  CHECK_FALSE(deep.shares_buffer_with(t));
+  deep(0, 0, 0, 0) = 1;
+  CHECK(t(0, 0, 0, 0) == 0);
+
+  Tensor<float> r = t.reshape({6, 20});
+  CHECK(r.shares_buffer_with(t));
+  CHECK(r(5, 19) == 7);
+  CHECK_THROWS_AS(t.reshape({7, 20}), shape_error);
+}
+
+TEST_CASE("tensor: from() checks the value count") {
+  auto t = Tensor<double>::from({2, 2}, {1, 2, 3, 4});
+  CHECK(t(1, 0) == 3);
+  CHECK_THROWS_AS(Tensor<double>::from({2, 2}, {1, 2, 3}), shape_error);
+  CHECK_THROWS_AS(Tensor<double>({2, -1}), shape_error);
+}
+
+TEST_CASE("memory accounting counts live buffers and tracks the peak") {
+  const std::size_t base = memory<cpu>::current();
+  memory<cpu>::reset_peak();
+  {
+    Tensor<float> a({1024});
+    CHECK(memory<cpu>::current() == base + 4096);
+    {
+      Tensor<double> b({1024});
+      CHECK(memory<cpu>::current() == base + 4096 + 8192);
+    }
+    CHECK(memory<cpu>::current() == base + 4096);
+    Tensor<float> view = a.reshape({32, 32});  // a handle, not a buffer
+    CHECK(memory<cpu>::current() == base + 4096);
+  }
+  CHECK(memory<cpu>::current() == base);
+  CHECK(memory<cpu>::peak() == base + 4096 + 8192);
+  memory<cpu>::reset_peak();
+  CHECK(memory<cpu>::peak() == base);
+
+  peak_scope<cpu> scope;
+  { Tensor<float> c({256}); }
+  CHECK(scope.peak_above_start() == 1024);
+}
+
+TEST_CASE("philox matches the Random123 known-answer vectors") {
+  // philox4x32-10 with counter 0 and key 0.
+  auto r = philox::block(0, 0);
+  CHECK(r[0] == 0x6627e8d5u);
+  CHECK(r[1] == 0xe169c58du);
+  CHECK(r[2] == 0xbc57ac4cu);
+  CHECK(r[3] == 0x9b00dbd8u);
+}
+
+TEST_CASE("generator: a captured state replays the same numbers") {
+  Generator g(42);
+  rng_state a = g.draw(10);
+  rng_state b = g.draw(10);
+  CHECK_FALSE(a == b);
+  CHECK(b.offset == 12);  // whole Philox blocks
+  std::vector<double> first, again;
+  for (int i = 0; i < 10; ++i) first.push_back(philox::uniform(a, i));
+  for (int i = 0; i < 10; ++i) again.push_back(philox::uniform(a, i));
+  CHECK(first == again);
+  double mean = 0;
+  for (int i = 0; i < 100000; ++i) mean += philox::uniform(b, i);
+  CHECK(std::abs(mean / 100000 - 0.5) < 0.01);
+}
+
+TEST_CASE("parallel_for covers the range exactly once, also when nested") {
+  std::vector<int> hits(10007, 0);
+  parallel_for(10007, 10, [&](index_t b, index_t e) {
+    for (index_t i = b; i < e; ++i) {
+      ++hits[static_cast<std::size_t>(i)];
+      parallel_for(4, 1, [](index_t, index_t) {});
+    }
+  });
+  CHECK(std::all_of(hits.begin(), hits.end(), [](int h) { return h == 1; }));
+  const int before = num_threads();
+  set_num_threads(3);
+  CHECK(num_threads() == 3);
+  std::atomic<index_t> total{0};
+  parallel_for(1000, 1, [&](index_t b, index_t e) { total += e - b; });
+  CHECK(total == 1000);
+  set_num_threads(before);
+}
+
+TEST_CASE("errors derive from rev::error and carry their message") {
+  try {
+    check<shape_error>(false, "rev::test: expected ", Shape{1, 2}, ", got ", Shape{3});
+    FAIL("no throw");
+  } catch (const error& e) {
+    CHECK(std::string(e.what()) == "rev::test: expected [1, 2], got [3]");
+  }
+}
