@@ -49,8 +49,12 @@ class Shape {
 
   std::string str() const {
     std::string s = "[";
-    for (int i = 0; i < rank_; ++i) s += (i ? ", " : "") + std::to_string(dims_[static_cast<std::size_t>(i)]);
-    return s + "]";
+    for (int i = 0; i < rank_; ++i) {
+      if (i) s += ", ";
+      s += std::to_string(dims_[static_cast<std::size_t>(i)]);
+    }
+    s += ']';
+    return s;
   }
   friend std::ostream& operator<<(std::ostream& os, const Shape& s) { return os << s.str(); }
 

@@ -90,7 +90,7 @@ class json_reader {
   explicit json_reader(std::string_view s) : s_(s) {}
 
   [[noreturn]] void fail(const std::string& what) const {
-    throw io_error("rev::io::safetensors: corrupt header: " + what + " at byte " + std::to_string(pos_));
+    throw io_error(rev::detail::concat("rev::io::safetensors: corrupt header: ", what, " at byte ", pos_));
   }
   void ws() {
     while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\n' || s_[pos_] == '\r' || s_[pos_] == '\t')) ++pos_;
@@ -278,14 +278,14 @@ void file::put(const std::string& name, const Tensor<T>& t, dtype type) {
 
 /// Parses a safetensors image held in memory. `origin` names it in error messages.
 inline file parse(const std::byte* data, std::size_t size, const std::string& origin = "<memory>") {
-  auto fail = [&](const std::string& what) -> io_error {
-    return io_error("rev::io::safetensors: '" + origin + "': " + what);
+  auto fail = [&](const auto&... what) -> io_error {
+    return io_error(rev::detail::concat("rev::io::safetensors: '", origin, "': ", what...));
   };
-  if (size < 8) throw fail("file of " + std::to_string(size) + " bytes is shorter than the 8-byte header length");
+  if (size < 8) throw fail("file of ", size, " bytes is shorter than the 8-byte header length");
   std::uint64_t header_len;
   std::memcpy(&header_len, data, 8);
   if (header_len > size - 8)
-    throw fail("header length " + std::to_string(header_len) + " exceeds the " + std::to_string(size - 8) +
+    throw fail("header length ", header_len, " exceeds the ", size - 8,
                " bytes after it (truncated or not a safetensors file)");
   const std::byte* body = data + 8 + header_len;
   const std::uint64_t body_size = size - 8 - header_len;
@@ -311,28 +311,28 @@ inline file parse(const std::byte* data, std::size_t size, const std::string& or
           has_type = true;
         } else if (field == "shape") {
           auto dims = json.int_array();
-          if (dims.size() > Shape::max_rank) throw fail("tensor '" + name + "' has rank above 6");
+          if (dims.size() > Shape::max_rank) throw fail("tensor '", name, "' has rank above 6");
           e.shape = Shape(dims.begin(), dims.end());
           has_shape = true;
         } else if (field == "data_offsets") {
           offsets = json.int_array();
           has_offsets = true;
         } else {
-          throw fail("tensor '" + name + "' has unknown field '" + field + "'");
+          throw fail("tensor '", name, "' has unknown field '", field, "'");
         }
       });
-      if (!has_type || !has_shape || !has_offsets) throw fail("tensor '" + name + "' lacks dtype, shape or data_offsets");
+      if (!has_type || !has_shape || !has_offsets) throw fail("tensor '", name, "' lacks dtype, shape or data_offsets");
       if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > body_size)
-        throw fail("tensor '" + name + "' has data_offsets outside the " + std::to_string(body_size) + " data bytes");
+        throw fail("tensor '", name, "' has data_offsets outside the ", body_size, " data bytes");
       std::uint64_t expect = itemsize(e.type);
       for (index_t d : e.shape) {
-        if (d != 0 && expect > body_size / static_cast<std::uint64_t>(d) + 1) throw fail("tensor '" + name + "' is too large");
+        if (d != 0 && expect > body_size / static_cast<std::uint64_t>(d) + 1) throw fail("tensor '", name, "' is too large");
         expect *= static_cast<std::uint64_t>(d);
       }
       if (offsets[1] - offsets[0] != expect)
-        throw fail("tensor '" + name + "' has " + std::to_string(offsets[1] - offsets[0]) + " data bytes, expected " +
-                   std::to_string(expect) + " for " + dtype_name(e.type) + " " + e.shape.str());
-      if (out.entries.count(name)) throw fail("tensor '" + name + "' appears twice");
+        throw fail("tensor '", name, "' has ", (offsets[1] - offsets[0]), " data bytes, expected ",
+                   expect, " for ", dtype_name(e.type), " ", e.shape.str());
+      if (out.entries.count(name)) throw fail("tensor '", name, "' appears twice");
       e.bytes.assign(body + offsets[0], body + offsets[1]);
       spans.push_back({offsets[0], offsets[1], name});
       out.entries[name] = std::move(e);
@@ -344,7 +344,7 @@ inline file parse(const std::byte* data, std::size_t size, const std::string& or
   std::sort(spans.begin(), spans.end(), [](const span& a, const span& b) { return a.begin < b.begin; });
   for (std::size_t i = 1; i < spans.size(); ++i)
     if (spans[i].begin < spans[i - 1].end)
-      throw fail("tensors '" + spans[i - 1].name + "' and '" + spans[i].name + "' overlap");
+      throw fail("tensors '", spans[i - 1].name, "' and '", spans[i].name, "' overlap");
   return out;
 }
 
@@ -383,8 +383,15 @@ inline std::vector<std::byte> serialize(const file& f) {
     header += ":{\"dtype\":\"";
     header += dtype_name(e.type);
     header += "\",\"shape\":[";
-    for (int i = 0; i < e.shape.rank(); ++i) header += (i ? "," : "") + std::to_string(e.shape[i]);
-    header += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + e.bytes.size()) + "]}";
+    for (int i = 0; i < e.shape.rank(); ++i) {
+      if (i) header += ',';
+      header += std::to_string(e.shape[i]);
+    }
+    header += "],\"data_offsets\":[";
+    header += std::to_string(offset);
+    header += ',';
+    header += std::to_string(offset + e.bytes.size());
+    header += "]}";
     offset += e.bytes.size();
   }
   header += '}';

@@ -1,0 +1,85 @@
+#include <cstring>
+
+#include "helpers.hpp"
+
+using namespace rev;
+
+namespace {
+
+// A file image written by hand: one tensor with the given header JSON and data bytes.
+std::vector<std::byte> image(const std::string& header, std::size_t data_bytes) {
+  std::vector<std::byte> out(8 + header.size() + data_bytes, std::byte{0});
+  const std::uint64_t len = header.size();
+  std::memcpy(out.data(), &len, 8);
+  std::memcpy(out.data() + 8, header.data(), header.size());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("safetensors: round trip of F32 and F64 entries and metadata is exact") {
+  io::file f;
+  auto a = test::random<float>({2, 3}, 1);
+  auto b = test::random<double>({4}, 2);
+  f.put("layer.weight", a);
+  f.put("x", b);
+  f.put("scalar", Tensor<double>::from({}, {3.5}));
+  f.metadata["arch"] = "tiny \"quoted\"";
+  auto bytes = io::serialize(f);
+  auto g = io::parse(bytes.data(), bytes.size());
+  CHECK(g.metadata.at("arch") == "tiny \"quoted\"");
+  CHECK(g.at("layer.weight").type == io::dtype::F32);
+  CHECK(test::max_abs_error(g.tensor<float>("layer.weight"), a) == 0);
+  CHECK(test::max_abs_error(g.tensor<double>("x"), b) == 0);
+  CHECK(g.tensor<double>("scalar").rank() == 0);
+  CHECK(g.tensor<double>("scalar").data()[0] == 3.5);
+  CHECK((io::serialize(g) == bytes));
+  CHECK_THROWS_WITH_AS(g.tensor<float>("missing"), "rev::io::safetensors: no tensor named 'missing'", io_error);
+}
+
+TEST_CASE("safetensors: F16, BF16 and I64 are converted on load") {
+  // F16: 1.0 = 0x3C00, -2.0 = 0xC000, 65504 = 0x7BFF, smallest subnormal 2^-24 = 0x0001.
+  auto f16 = image(R"({"h":{"dtype":"F16","shape":[4],"data_offsets":[0,8]}})", 8);
+  const std::uint16_t h[] = {0x3C00, 0xC000, 0x7BFF, 0x0001};
+  std::memcpy(f16.data() + f16.size() - 8, h, 8);
+  auto t = io::parse(f16.data(), f16.size()).tensor<double>("h");
+  CHECK(t(0) == 1.0);
+  CHECK(t(1) == -2.0);
+  CHECK(t(2) == 65504.0);
+  CHECK(t(3) == std::ldexp(1.0, -24));
+  // BF16: 1.5 = 0x3FC0.
+  auto bf = image(R"({"b":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]}})", 2);
+  const std::uint16_t bv = 0x3FC0;
+  std::memcpy(bf.data() + bf.size() - 2, &bv, 2);
+  CHECK(io::parse(bf.data(), bf.size()).tensor<float>("b")(0) == 1.5f);
+  auto i64 = image(R"({"n":{"dtype":"I64","shape":[],"data_offsets":[0,8]}})", 8);
+  const std::int64_t n = -7;
+  std::memcpy(i64.data() + i64.size() - 8, &n, 8);
+  CHECK(io::parse(i64.data(), i64.size()).tensor<double>("n").data()[0] == -7.0);
+}
+
+TEST_CASE("safetensors: truncated and corrupt files raise io_error") {
+  io::file f;
+  f.put("w", test::random<float>({8, 8}, 3));
+  auto good = io::serialize(f);
+  for (std::size_t cut : {std::size_t{0}, std::size_t{5}, std::size_t{12}, good.size() - 1}) {
+    CAPTURE(cut);
+    CHECK_THROWS_AS(io::parse(good.data(), cut), io_error);
+  }
+  auto check_bad = [](const std::string& header, std::size_t data, const char* what) {
+    auto img = image(header, data);
+    CAPTURE(what);
+    CHECK_THROWS_AS(io::parse(img.data(), img.size()), io_error);
+  };
+  check_bad(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", 4, "size does not match the shape");
+  check_bad(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 4, "offsets beyond the data");
+  check_bad(R"({"w":{"dtype":"Q7","shape":[2],"data_offsets":[0,8]}})", 8, "unknown dtype");
+  check_bad(R"({"w":{"dtype":"F32","shape":[2]}})", 8, "missing offsets");
+  check_bad(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})", 8, "unterminated object");
+  check_bad(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+            12, "overlapping tensors");
+  check_bad(R"({"w":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}})", 8, "huge shape");
+  check_bad(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8, "negative extent");
+  CHECK_THROWS_WITH_AS(io::load("does/not/exist.safetensors"),
+                       "rev::io::safetensors: cannot open 'does/not/exist.safetensors'", io_error);
+}
