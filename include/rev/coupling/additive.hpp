@@ -1,0 +1,155 @@
+// rev::Additive<F, G>: the additive coupling of RevNet (Gomez et al. 2017):
+//   y1 = x1 + F(x2),  y2 = x2 + G(y1);     inverse: x2 = y2 - G(y1),  x1 = y1 - F(x2).
+// F and G need not be invertible; they must be deterministic given the phase (BatchNorm
+// statistics and dropout masks are replayed in the recompute phase).
+#pragma once
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include "rev/core/layer.hpp"
+#include "rev/coupling/coupling.hpp"
+#include "rev/cpu/channels.hpp"
+#include "rev/cpu/elementwise.hpp"
+
+namespace rev {
+
+/// Where x1 and x2 come from.
+enum class additive_layout {
+  halves,          // one tensor split along channels: x1 = first half, x2 = second half (RevNet)
+  halves_swapped,  // x1 = second half, x2 = first half (RevBiFPN's reversible residual block, spec §4.4)
+  streams          // two tensors {x1, x2} (Rev-ViT's two residual streams)
+};
+
+/// F must map x2's channels to x1's and G y1's channels to x2's.
+template <class F, class G>
+concept AdditiveCompatible = channels_match(out_channels_of<F>(), in_channels_of<G>()) &&
+                             channels_match(out_channels_of<G>(), in_channels_of<F>());
+
+/// In the split layouts the two halves have the same channel count.
+template <class F>
+concept MapsHalfToHalf = channels_match(in_channels_of<F>(), out_channels_of<F>());
+
+template <class F, class G, additive_layout Layout = additive_layout::halves>
+class Additive {
+  static_assert(std::same_as<typename F::value_type, typename G::value_type> &&
+                    std::same_as<typename F::backend, typename G::backend>,
+                "rev::Additive<F,G>: F and G must have the same element type and backend");
+  static_assert(AdditiveCompatible<F, G>,
+                "rev::Additive<F,G>: F must map x2's channels to x1's channels and G must map x1's channels to x2's "
+                "channels (F::out_channels == G::in_channels, G::out_channels == F::in_channels)");
+  static_assert(Layout == additive_layout::streams || MapsHalfToHalf<F>,
+                "rev::Additive<F,G>: with a channel split, F must keep the channel count (both halves have C/2 "
+                "channels)");
+
+ public:
+  using value_type = typename F::value_type;
+  using backend = typename F::backend;
+  using tensor_type = Tensor<value_type, backend>;
+  static constexpr bool split = Layout != additive_layout::streams;
+  using input_type = std::conditional_t<split, tensor_type, Tensors<value_type, 2, backend>>;
+  using output_type = input_type;
+  static constexpr int half_channels = in_channels_of<F>() != any_channels ? in_channels_of<F>() : out_channels_of<F>();
+  static constexpr int in_channels = split && half_channels != any_channels ? 2 * half_channels : half_channels;
+  static constexpr int out_channels = in_channels;
+
+  struct cache {
+    typename F::cache f;
+    typename G::cache g;
+  };
+
+  Additive() = default;
+  Additive(F f, G g) : f_(std::move(f)), g_(std::move(g)) {}
+
+  output_type forward(const input_type& x, context& ctx) {
+    auto [x1, x2] = unpack(x);
+    tensor_type y1 = ops::add(x1, f_.forward(x2, ctx));
+    tensor_type y2 = ops::add(x2, g_.forward(y1, ctx));
+    return pack(y1, y2);
+  }
+
+  output_type forward(const input_type& x, context& ctx, cache& c) {
+    auto [x1, x2] = unpack(x);
+    tensor_type y1 = ops::add(x1, f_.forward(x2, ctx, c.f));
+    tensor_type y2 = ops::add(x2, g_.forward(y1, ctx, c.g));
+    return pack(y1, y2);
+  }
+
+  input_type backward(cache& c, const output_type& dy) {
+    auto [dy1, dy2] = unpack(dy);
+    tensor_type dz1 = ops::add(dy1, g_.backward(c.g, dy2));  // total gradient reaching y1
+    tensor_type dx2 = ops::add(dy2, f_.backward(c.f, dz1));
+    return pack(dz1, dx2);
+  }
+
+  input_type inverse(const output_type& y, context& ctx) {
+    auto [y1, y2] = unpack(y);
+    tensor_type x2 = ops::sub(y2, g_.forward(y1, ctx));
+    tensor_type x1 = ops::sub(y1, f_.forward(x2, ctx));
+    return pack(x1, x2);
+  }
+
+  reconstructed<input_type> backward_reversible(const output_type& y, const output_type& dy) {
+    context ctx = recompute_context();
+    auto [y1, y2] = unpack(y);
+    auto [dy1, dy2] = unpack(dy);
+    tensor_type x2, dz1;
+    {  // undo G: x2 = y2 - G(y1), one evaluation of G serving both
+      typename G::cache cg;
+      x2 = ops::sub(y2, g_.forward(y1, ctx, cg));
+      dz1 = ops::add(dy1, g_.backward(cg, dy2));
+    }
+    typename F::cache cf;  // undo F: x1 = y1 - F(x2)
+    tensor_type x1 = ops::sub(y1, f_.forward(x2, ctx, cf));
+    tensor_type dx2 = ops::add(dy2, f_.backward(cf, dz1));
+    return {pack(x1, x2), pack(dz1, dx2)};
+  }
+
+  template <class V>
+  void for_each_parameter(V&& v, const std::string& prefix = "") {
+    f_.for_each_parameter(v, join_name(prefix, "f"));
+    g_.for_each_parameter(v, join_name(prefix, "g"));
+  }
+  template <class V>
+  void for_each_buffer(V&& v, const std::string& prefix = "") {
+    f_.for_each_buffer(v, join_name(prefix, "f"));
+    g_.for_each_buffer(v, join_name(prefix, "g"));
+  }
+
+  F& f() { return f_; }
+  G& g() { return g_; }
+
+ private:
+  // (x1, x2) of the layout; both are fresh tensors or handles of the stream tensors.
+  std::array<tensor_type, 2> unpack(const input_type& x) const {
+    if constexpr (!split) {
+      return {x[0], x[1]};
+    } else {
+      check<shape_error>(x.rank() == 4 && x.size(1) % 2 == 0 &&
+                             (half_channels == any_channels || x.size(1) == 2 * half_channels),
+                         "rev::Additive<F,G>: input has extents ", x.shape(), ", expected [N, ",
+                         half_channels == any_channels ? std::string("2k") : std::to_string(2 * half_channels),
+                         ", H, W]");
+      const index_t half = x.size(1) / 2;
+      const index_t sizes[] = {half, half};
+      auto parts = ops::split_channels(x, sizes);
+      if constexpr (Layout == additive_layout::halves) return {parts[0], parts[1]};
+      else return {parts[1], parts[0]};
+    }
+  }
+  output_type pack(const tensor_type& y1, const tensor_type& y2) const {
+    if constexpr (!split) {
+      return {y1, y2};
+    } else {
+      const tensor_type parts[] = {Layout == additive_layout::halves ? y1 : y2,
+                                   Layout == additive_layout::halves ? y2 : y1};
+      return ops::concat_channels<value_type>(parts);
+    }
+  }
+
+  F f_;
+  G g_;
+};
+
+}  // namespace rev
