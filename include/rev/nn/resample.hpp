@@ -1,0 +1,40 @@
+// Up-sampling layers (no parameters): bilinear, as in RevBiFPN's fusion transforms
+// (../shared/specs/revbifpn.md §5.2), and nearest, as in RevCol's up modules (revcol.md §3).
+#pragma once
+
+#include "rev/core/layer.hpp"
+#include "rev/cpu/resample.hpp"
+
+namespace rev::nn {
+
+/// Bilinear up-sampling by Factor (align_corners = false). Keeps nothing for backward.
+template <int Factor, Scalar T = float, class B = cpu>
+class UpsampleBilinear : public layer_types<T, B>, public no_parameters {
+  static_assert(Factor >= 1, "rev::nn::UpsampleBilinear: Factor must be >= 1");
+
+ public:
+  using tensor_type = Tensor<T, B>;
+  struct cache {};
+  static constexpr int factor = Factor;
+
+  tensor_type forward(const tensor_type& x, context&) { return ops::upsample_bilinear(x, Factor); }
+  tensor_type forward(const tensor_type& x, context& ctx, cache&) { return forward(x, ctx); }
+  tensor_type backward(cache&, const tensor_type& dy) { return ops::upsample_bilinear_backward(dy, Factor); }
+};
+
+/// Nearest up-sampling by Factor. Keeps nothing for backward.
+template <int Factor, Scalar T = float, class B = cpu>
+class UpsampleNearest : public layer_types<T, B>, public no_parameters {
+  static_assert(Factor >= 1, "rev::nn::UpsampleNearest: Factor must be >= 1");
+
+ public:
+  using tensor_type = Tensor<T, B>;
+  struct cache {};
+  static constexpr int factor = Factor;
+
+  tensor_type forward(const tensor_type& x, context&) { return ops::upsample_nearest(x, Factor); }
+  tensor_type forward(const tensor_type& x, context& ctx, cache&) { return forward(x, ctx); }
+  tensor_type backward(cache&, const tensor_type& dy) { return ops::upsample_nearest_backward(dy, Factor); }
+};
+
+}  // namespace rev::nn
