@@ -1,0 +1,36 @@
+// Space-to-depth as a reversible layer (no parameters): RevBiFPN's stem (block 4, revbifpn
+// order; ../shared/specs/revbifpn.md §3.2) and PyTorch's PixelUnshuffle (pixel_unshuffle order).
+#pragma once
+
+#include "rev/core/layer.hpp"
+#include "rev/coupling/coupling.hpp"
+#include "rev/cpu/space_to_depth.hpp"
+
+namespace rev::nn {
+
+/// [N, C, H, W] -> [N, C*Block*Block, H/Block, W/Block]. A permutation, hence a coupling: its
+/// inverse is depth-to-space and its backward applies the inverse permutation to the gradient.
+template <int Block, ops::s2d_order Order, Scalar T = float, class B = cpu>
+class SpaceToDepth : public layer_types<T, B>, public no_parameters {
+  static_assert(Block >= 1, "rev::nn::SpaceToDepth: Block must be >= 1");
+
+ public:
+  using tensor_type = Tensor<T, B>;
+  struct cache {};
+  static constexpr int block = Block;
+  static constexpr ops::s2d_order order = Order;
+
+  tensor_type forward(const tensor_type& x, context&) { return ops::space_to_depth(x, Block, Order); }
+  tensor_type forward(const tensor_type& x, context& ctx, cache&) { return forward(x, ctx); }
+  tensor_type backward(cache&, const tensor_type& dy) { return ops::depth_to_space(dy, Block, Order); }
+
+  /// x from y = forward(x).
+  tensor_type inverse(const tensor_type& y) const { return ops::depth_to_space(y, Block, Order); }
+  tensor_type inverse(const tensor_type& y, context&) const { return inverse(y); }
+  /// The input and its gradient from the output and its gradient (nothing kept).
+  reconstructed<tensor_type> backward_reversible(const tensor_type& y, const tensor_type& dy) const {
+    return {inverse(y), ops::depth_to_space(dy, Block, Order)};
+  }
+};
+
+}  // namespace rev::nn
