@@ -130,7 +130,8 @@ class Chain {
   static constexpr int out_channels = out_channels_of<last>();
 
   struct cache {
-    mode m = mode::stored;
+    cache(mode mode_ = mode::stored) : m(mode_) {}
+    mode m;
     std::tuple<detail::block_record<S>...> records;
     output_type y;  // reversible mode: where the reconstruction starts
   };
@@ -163,7 +164,7 @@ class Chain {
   reconstructed<input_type> backward_reversible(const output_type& y, const output_type& dy)
     requires(Coupling<S> && ...)
   {
-    cache c{mode::reversible, {}, {}};
+    cache c{mode::reversible};
     return back<n - 1>(c, y, dy);
   }
 
@@ -228,7 +229,8 @@ class Repeat {
   static constexpr int out_channels = out_channels_of<Block>();
 
   struct cache {
-    mode m = mode::stored;
+    cache(mode mode_ = mode::stored) : m(mode_) {}
+    mode m;
     std::vector<detail::block_record<Block>> records;
     output_type y;
   };
@@ -265,7 +267,8 @@ class Repeat {
   reconstructed<input_type> backward_reversible(const output_type& y, const output_type& dy)
     requires Coupling<Block>
   {
-    cache c{mode::reversible, std::vector<detail::block_record<Block>>(N), {}};
+    cache c{mode::reversible};
+    c.records.resize(N);
     return back(c, y, dy);
   }
 

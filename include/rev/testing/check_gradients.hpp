@@ -10,6 +10,7 @@
 #pragma once
 
 #include <algorithm>
+#include <concepts>
 #include <cmath>
 #include <functional>
 #include <ostream>
@@ -116,6 +117,7 @@ inline Tensor<double> numeric_gradient(Tensor<double>& target, const std::functi
 /// Checks a function of several tensors. `forward(inputs)` returns the output;
 /// `backward(inputs, dy)` returns one gradient per input (an empty Tensor skips that input).
 template <class Forward, class Backward>
+  requires std::invocable<Forward&, const std::vector<Tensor<double>>&>
 gradient_report check_gradients(Forward&& forward, Backward&& backward, std::vector<Tensor<double>> inputs,
                                 const gradient_check_options& o = {}) {
   const Tensor<double> y0 = forward(std::as_const(inputs));
