@@ -1,0 +1,300 @@
+// Batch normalisation of NCHW maps over (N, H, W) per channel (Ioffe & Szegedy 2015, with
+// PyTorch's conventions: biased variance for normalising, unbiased for the running variance).
+//
+//   y = (x - mean_c) * invstd_c * weight_c + bias_c,   invstd_c = 1 / sqrt(var_c + eps)
+//
+// Statistics are accumulated in double in a single pass over shifted data (Chan et al. 1983:
+// sums of x - k and (x - k)^2 with k a value of the channel, which avoids the cancellation of
+// the textbook sum-of-squares formula); every op runs in parallel over channels.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+
+#include "rev/core/errors.hpp"
+#include "rev/core/parallel.hpp"
+#include "rev/core/tensor.hpp"
+
+namespace rev::ops {
+
+/// Per-channel statistics [C]: mean and invstd = 1 / sqrt(biased variance + eps).
+template <Scalar T>
+struct batch_stats {
+  Tensor<T> mean, invstd;
+};
+
+namespace detail {
+
+// An NCHW map seen per channel: channel c is N runs of HW contiguous values.
+struct bn_layout {
+  index_t N, C, HW;
+  index_t count() const { return N * HW; }
+  index_t offset(index_t n, index_t c) const { return (n * C + c) * HW; }
+};
+
+// Channels per parallel task: about 32k values of work each.
+inline index_t bn_grain(const bn_layout& l) {
+  return std::max<index_t>(1, (index_t{1} << 15) / std::max<index_t>(l.count(), 1));
+}
+
+inline bn_layout bn_layout_of(const char* who, const Shape& xs) {
+  check<shape_error>(xs.rank() == 4, who, ": input has rank ", xs.rank(), " (extents ", xs,
+                     "), expected rank 4 [N, C, H, W]");
+  return {xs[0], xs[1], xs[2] * xs[3]};
+}
+
+template <Scalar T>
+bn_layout bn_check_inputs(const char* who, const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>* bias) {
+  const bn_layout l = bn_layout_of(who, x.shape());
+  expect_shape(weight, Shape{l.C}, who, "weight");
+  if (bias) expect_shape(*bias, Shape{l.C}, who, "bias");
+  return l;
+}
+
+template <Scalar T>
+void bn_check_stats(const char* who, const bn_layout& l, const batch_stats<T>& s) {
+  expect_shape(s.mean, Shape{l.C}, who, "stats.mean");
+  expect_shape(s.invstd, Shape{l.C}, who, "stats.invstd");
+}
+
+template <Scalar T>
+void bn_check_grads(const char* who, const bn_layout& l, const Tensor<T>* dweight, const Tensor<T>* dbias) {
+  if (dweight) expect_shape(*dweight, Shape{l.C}, who, "dweight");
+  if (dbias) expect_shape(*dbias, Shape{l.C}, who, "dbias");
+}
+
+#if defined(__GNUC__)
+// Two doubles per SSE register: g++ and clang do not vectorise a double reduction over float
+// data by themselves (it reorders the sum), so it is spelled out with vector extensions.
+typedef double bn_double2 __attribute__((vector_size(16)));
+#endif
+
+// s1 += sum(p[i] - k), s2 += sum((p[i] - k)^2), accumulated in double.
+template <Scalar T>
+void bn_shifted_sums(const T* p, index_t n, double k, double& s1, double& s2) {
+  double r1 = 0, r2 = 0;
+  index_t i = 0;
+#if defined(__GNUC__)
+  const bn_double2 kk = {k, k};
+  bn_double2 a0 = {0, 0}, a1 = {0, 0}, b0 = {0, 0}, b1 = {0, 0};
+  for (; i + 4 <= n; i += 4) {
+    bn_double2 d0 = {static_cast<double>(p[i]), static_cast<double>(p[i + 1])};
+    bn_double2 d1 = {static_cast<double>(p[i + 2]), static_cast<double>(p[i + 3])};
+    d0 -= kk;
+    d1 -= kk;
+    a0 += d0;
+    a1 += d1;
+    b0 += d0 * d0;
+    b1 += d1 * d1;
+  }
+  a0 += a1;
+  b0 += b1;
+  r1 = a0[0] + a0[1];
+  r2 = b0[0] + b0[1];
+#endif
+  for (; i < n; ++i) {
+    const double d = static_cast<double>(p[i]) - k;
+    r1 += d;
+    r2 += d * d;
+  }
+  s1 += r1;
+  s2 += r2;
+}
+
+// s1 += sum(dy[i]), s2 += sum(dy[i] * (x[i] - m)), accumulated in double.
+template <Scalar T>
+void bn_grad_sums(const T* x, const T* dy, index_t n, double m, double& s1, double& s2) {
+  double r1 = 0, r2 = 0;
+  index_t i = 0;
+#if defined(__GNUC__)
+  const bn_double2 mm = {m, m};
+  bn_double2 a0 = {0, 0}, a1 = {0, 0}, b0 = {0, 0}, b1 = {0, 0};
+  for (; i + 4 <= n; i += 4) {
+    const bn_double2 g0 = {static_cast<double>(dy[i]), static_cast<double>(dy[i + 1])};
+    const bn_double2 g1 = {static_cast<double>(dy[i + 2]), static_cast<double>(dy[i + 3])};
+    const bn_double2 x0 = {static_cast<double>(x[i]), static_cast<double>(x[i + 1])};
+    const bn_double2 x1 = {static_cast<double>(x[i + 2]), static_cast<double>(x[i + 3])};
+    a0 += g0;
+    a1 += g1;
+    b0 += g0 * (x0 - mm);
+    b1 += g1 * (x1 - mm);
+  }
+  a0 += a1;
+  b0 += b1;
+  r1 = a0[0] + a0[1];
+  r2 = b0[0] + b0[1];
+#endif
+  for (; i < n; ++i) {
+    const double g = static_cast<double>(dy[i]);
+    r1 += g;
+    r2 += g * (static_cast<double>(x[i]) - m);
+  }
+  s1 += r1;
+  s2 += r2;
+}
+
+// y = (x - mean) * scale + bias over channel c, scale = weight * invstd. Train and apply share
+// it, so a recomputation with the kept statistics reproduces the train output bit for bit.
+template <Scalar T>
+void bn_normalise_channel(const bn_layout& l, index_t c, const T* x, T* y, T mean, T invstd, T weight, T bias) {
+  const T scale = static_cast<T>(static_cast<double>(weight) * static_cast<double>(invstd));
+  for (index_t n = 0; n < l.N; ++n) {
+    const T* px = x + l.offset(n, c);
+    T* py = y + l.offset(n, c);
+    for (index_t i = 0; i < l.HW; ++i) py[i] = (px[i] - mean) * scale + bias;
+  }
+}
+
+}  // namespace detail
+
+/// Train mode: the batch statistics of x (biased variance) into `stats`, and x normalised with
+/// them. x [N, C, H, W]; weight, bias [C]. Needs more than one value per channel.
+template <Scalar T>
+Tensor<T> batch_norm_train(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias, double eps,
+                           batch_stats<T>& stats) {
+  constexpr const char* who = "rev::ops::batch_norm_train";
+  const detail::bn_layout l = detail::bn_check_inputs(who, x, weight, &bias);
+  check<value_error>(l.count() > 1, who, ": expected more than 1 value per channel when training, got input extents ",
+                     x.shape());
+  check<value_error>(eps >= 0 && std::isfinite(eps), who, ": eps must be finite and >= 0, got ", eps);
+  Tensor<T> mean = Tensor<T>::uninitialized({l.C}), invstd = Tensor<T>::uninitialized({l.C});
+  Tensor<T> y = Tensor<T>::uninitialized(x.shape());
+  const T *px = x.data(), *pw = weight.data(), *pb = bias.data();
+  T *py = y.data(), *pm = mean.data(), *pi = invstd.data();
+  parallel_for(l.C, detail::bn_grain(l), [&](index_t cb, index_t ce) {
+    for (index_t c = cb; c < ce; ++c) {
+      const double k = static_cast<double>(px[l.offset(0, c)]);
+      double s1 = 0, s2 = 0;
+      for (index_t n = 0; n < l.N; ++n) detail::bn_shifted_sums(px + l.offset(n, c), l.HW, k, s1, s2);
+      const double cnt = static_cast<double>(l.count()), d = s1 / cnt;
+      const double var = std::max(0.0, s2 / cnt - d * d);  // biased: E[(x-k)^2] - (E[x-k])^2
+      pm[c] = static_cast<T>(k + d);
+      pi[c] = static_cast<T>(1.0 / std::sqrt(var + eps));
+      detail::bn_normalise_channel(l, c, px, py, pm[c], pi[c], pw[c], pb[c]);
+    }
+  });
+  stats.mean = mean;
+  stats.invstd = invstd;
+  return y;
+}
+
+/// x normalised with the given statistics (eval: from the running statistics; recompute: the
+/// kept batch statistics).
+template <Scalar T>
+Tensor<T> batch_norm_apply(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias,
+                           const batch_stats<T>& stats) {
+  constexpr const char* who = "rev::ops::batch_norm_apply";
+  const detail::bn_layout l = detail::bn_check_inputs(who, x, weight, &bias);
+  detail::bn_check_stats(who, l, stats);
+  Tensor<T> y = Tensor<T>::uninitialized(x.shape());
+  const T *px = x.data(), *pw = weight.data(), *pb = bias.data(), *pm = stats.mean.data(), *pi = stats.invstd.data();
+  T* py = y.data();
+  parallel_for(l.C, detail::bn_grain(l), [&](index_t cb, index_t ce) {
+    for (index_t c = cb; c < ce; ++c) detail::bn_normalise_channel(l, c, px, py, pm[c], pi[c], pw[c], pb[c]);
+  });
+  return y;
+}
+
+/// Backward of batch_norm_train: the statistics are functions of x, so with xhat = (x - mean) * invstd
+///   dx = weight * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)),
+///   dweight += sum(dy * xhat),  dbias += sum(dy)   (means and sums over N, H, W).
+template <Scalar T>
+Tensor<T> batch_norm_backward_train(const Tensor<T>& x, const Tensor<T>& weight, const batch_stats<T>& stats,
+                                    const Tensor<T>& dy, std::type_identity_t<Tensor<T>*> dweight,
+                                    std::type_identity_t<Tensor<T>*> dbias) {
+  constexpr const char* who = "rev::ops::batch_norm_backward_train";
+  const detail::bn_layout l = detail::bn_check_inputs<T>(who, x, weight, nullptr);
+  detail::bn_check_stats(who, l, stats);
+  expect_shape(dy, x.shape(), who, "dy");
+  detail::bn_check_grads(who, l, dweight, dbias);
+  Tensor<T> dx = Tensor<T>::uninitialized(x.shape());
+  const T *px = x.data(), *pg = dy.data(), *pw = weight.data(), *pm = stats.mean.data(), *pi = stats.invstd.data();
+  T* pdx = dx.data();
+  T* pdw = dweight ? dweight->data() : nullptr;
+  T* pdb = dbias ? dbias->data() : nullptr;
+  parallel_for(l.C, detail::bn_grain(l), [&](index_t cb, index_t ce) {
+    for (index_t c = cb; c < ce; ++c) {
+      const double m = static_cast<double>(pm[c]), is = static_cast<double>(pi[c]);
+      double sdy = 0, sdyx = 0;  // sum(dy), sum(dy * (x - mean))
+      for (index_t n = 0; n < l.N; ++n)
+        detail::bn_grad_sums(px + l.offset(n, c), pg + l.offset(n, c), l.HW, m, sdy, sdyx);
+      if (pdb) pdb[c] += static_cast<T>(sdy);
+      if (pdw) pdw[c] += static_cast<T>(sdyx * is);
+      // dx = a * dy - k1 * (x - mean) - k0.
+      const double cnt = static_cast<double>(l.count()), a = static_cast<double>(pw[c]) * is;
+      const T ta = static_cast<T>(a), k1 = static_cast<T>(a * is * is * sdyx / cnt), k0 = static_cast<T>(a * sdy / cnt);
+      const T tm = pm[c];
+      for (index_t n = 0; n < l.N; ++n) {
+        const T* xs = px + l.offset(n, c);
+        const T* gs = pg + l.offset(n, c);
+        T* ds = pdx + l.offset(n, c);
+        for (index_t i = 0; i < l.HW; ++i) ds[i] = ta * gs[i] - k1 * (xs[i] - tm) - k0;
+      }
+    }
+  });
+  return dx;
+}
+
+/// Backward with constant statistics (eval mode):
+///   dx = dy * weight * invstd,  dweight += sum(dy * xhat),  dbias += sum(dy).
+template <Scalar T>
+Tensor<T> batch_norm_backward_eval(const Tensor<T>& x, const Tensor<T>& weight, const batch_stats<T>& stats,
+                                   const Tensor<T>& dy, std::type_identity_t<Tensor<T>*> dweight,
+                                   std::type_identity_t<Tensor<T>*> dbias) {
+  constexpr const char* who = "rev::ops::batch_norm_backward_eval";
+  const detail::bn_layout l = detail::bn_check_inputs<T>(who, x, weight, nullptr);
+  detail::bn_check_stats(who, l, stats);
+  expect_shape(dy, x.shape(), who, "dy");
+  detail::bn_check_grads(who, l, dweight, dbias);
+  Tensor<T> dx = Tensor<T>::uninitialized(x.shape());
+  const T *px = x.data(), *pg = dy.data(), *pw = weight.data(), *pm = stats.mean.data(), *pi = stats.invstd.data();
+  T* pdx = dx.data();
+  T* pdw = dweight ? dweight->data() : nullptr;
+  T* pdb = dbias ? dbias->data() : nullptr;
+  parallel_for(l.C, detail::bn_grain(l), [&](index_t cb, index_t ce) {
+    for (index_t c = cb; c < ce; ++c) {
+      if (pdw || pdb) {
+        double sdy = 0, sdyx = 0;
+        for (index_t n = 0; n < l.N; ++n)
+          detail::bn_grad_sums(px + l.offset(n, c), pg + l.offset(n, c), l.HW, static_cast<double>(pm[c]), sdy, sdyx);
+        if (pdb) pdb[c] += static_cast<T>(sdy);
+        if (pdw) pdw[c] += static_cast<T>(sdyx * static_cast<double>(pi[c]));
+      }
+      const T a = static_cast<T>(static_cast<double>(pw[c]) * static_cast<double>(pi[c]));
+      for (index_t n = 0; n < l.N; ++n) {
+        const T* gs = pg + l.offset(n, c);
+        T* ds = pdx + l.offset(n, c);
+        for (index_t i = 0; i < l.HW; ++i) ds[i] = a * gs[i];
+      }
+    }
+  });
+  return dx;
+}
+
+/// running = (1 - momentum) * running + momentum * batch, where the batch variance is the
+/// unbiased one, var * n / (n - 1) with var = 1 / invstd^2 - eps (PyTorch's BatchNorm2d).
+/// n = N * H * W, the number of values per channel the statistics came from.
+template <Scalar T>
+void batch_norm_update_running(Tensor<T>& running_mean, Tensor<T>& running_var, const batch_stats<T>& stats, double eps,
+                               index_t n, double momentum) {
+  constexpr const char* who = "rev::ops::batch_norm_update_running";
+  const index_t C = stats.mean.numel();
+  check<shape_error>(stats.mean.rank() == 1, who, ": stats.mean has extents ", stats.mean.shape(), ", expected rank 1");
+  expect_shape(stats.invstd, Shape{C}, who, "stats.invstd");
+  expect_shape(running_mean, Shape{C}, who, "running_mean");
+  expect_shape(running_var, Shape{C}, who, "running_var");
+  check<value_error>(n > 1, who, ": the unbiased variance needs more than 1 value per channel, got n = ", n);
+  const double bessel = static_cast<double>(n) / static_cast<double>(n - 1);
+  for (index_t c = 0; c < C; ++c) {
+    const double is = static_cast<double>(stats.invstd.data()[c]);
+    const double var = std::max(0.0, 1.0 / (is * is) - eps) * bessel;
+    T& rm = running_mean.data()[c];
+    T& rv = running_var.data()[c];
+    rm =
+        static_cast<T>((1 - momentum) * static_cast<double>(rm) + momentum * static_cast<double>(stats.mean.data()[c]));
+    rv = static_cast<T>((1 - momentum) * static_cast<double>(rv) + momentum * var);
+  }
+}
+
+}  // namespace rev::ops
