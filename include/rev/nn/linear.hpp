@@ -1,0 +1,65 @@
+// Linear: a fully connected layer over the last extent (PyTorch's nn.Linear; parameters
+// "weight" [Out, In] and, with Bias, "bias" [Out]).
+#pragma once
+
+#include <string>
+
+#include "rev/core/layer.hpp"
+#include "rev/cpu/linear.hpp"
+#include "rev/nn/init.hpp"
+
+namespace rev::nn {
+
+template <int In, int Out, bool Bias = true, Scalar T = float, class B = cpu>
+class Linear : public layer_types<T, B> {
+  static_assert(In >= 1 && Out >= 1, "rev::nn::Linear<In,Out>: In and Out must be at least 1");
+
+ public:
+  using tensor_type = Tensor<T, B>;
+  using param_type = Param<T, B>;
+  static constexpr int in_features = In, out_features = Out;
+
+  struct cache {
+    tensor_type x;
+  };
+
+  param_type weight;  // [Out, In]
+  param_type bias;    // [Out] with Bias, else empty
+
+  /// PyTorch's default initialisation (nn::init::default_weight / default_bias), drawn from g.
+  explicit Linear(Generator& g = default_generator()) : weight({Out, In}) {
+    init::default_weight(weight.value, g);
+    if constexpr (Bias) {
+      bias = param_type({Out});
+      init::default_bias(bias.value, In, g);
+    }
+  }
+
+  /// "rev::nn::Linear<In,Out>", the prefix of this layer's error messages.
+  static std::string name() { return "rev::nn::Linear<" + std::to_string(In) + "," + std::to_string(Out) + ">"; }
+
+  /// x [..., In] -> [..., Out]
+  tensor_type forward(const tensor_type& x, context&) {
+    check<shape_error>(x.rank() >= 1 && x.size(-1) == In, name(), ": input has extents ", x.shape(), ", expected [..., ",
+                       In, "]");
+    return ops::linear(x, weight.value, Bias ? &bias.value : nullptr);
+  }
+  tensor_type forward(const tensor_type& x, context& ctx, cache& c) {
+    c.x = x;
+    return forward(x, ctx);
+  }
+  /// Returns dL/dx and adds dL/dweight (and dL/dbias) to the parameters' gradients.
+  tensor_type backward(cache& c, const tensor_type& dy) {
+    return ops::linear_backward(c.x, weight.value, dy, &weight.grad, Bias ? &bias.grad : nullptr);
+  }
+
+  template <class F>
+  void for_each_parameter(F&& f, const std::string& prefix = "") {
+    f(join_name(prefix, "weight"), weight);
+    if constexpr (Bias) f(join_name(prefix, "bias"), bias);
+  }
+  template <class F>
+  void for_each_buffer(F&&, const std::string& = "") {}
+};
+
+}  // namespace rev::nn
