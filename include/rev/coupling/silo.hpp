@@ -255,6 +255,12 @@ class Silo {
     });
   }
 
+  // The extents of a level whose transform sum has the given extents.
+  static Shape level_shape(Shape s) {
+    if (Merge::transform_channels(1) != 1) s[1] /= Merge::transform_channels(1);
+    return s;
+  }
+
   static void check_input(const input_type& x) {
     for (int j = 0; j < n_in; ++j) {
       const tensor_type& t = x[static_cast<std::size_t>(j)];
@@ -263,7 +269,8 @@ class Silo {
                          " has extents ", t.shape(), ", expected [N, ", c, ", H, W]");
     }
   }
-  static void check_transform(const char* half, int i, int j, const tensor_type& out, const Shape& expected) {
+  static void check_transform(const char* half, int i, int j, const tensor_type& out, Shape expected) {
+    if (expected.rank() == 4) expected[1] = Merge::transform_channels(static_cast<int>(expected[1]));
     check<shape_error>(out.shape() == expected, "rev::Silo: ", half, "_{", i, "->", j, "} maps level ", i,
                        " to extents ", out.shape(), " but level ", j, " has extents ", expected,
                        " (each level must be half the size of the one before: H and W divisible by 2^(levels-1))");
@@ -276,7 +283,7 @@ class Silo {
       constexpr int i = P::down[k].first, j = P::down[k].second;
       tensor_type out = c ? f.forward(x[i], ctx, std::get<k>(c->down)) : f.forward(x[i], ctx);
       if (j < n_in) check_transform("F", i, j, out, x[j].shape());
-      else if (!a[j].empty()) check_transform("F", i, j, out, a[j].shape());
+      else if (!a[j].empty()) check_transform("F", i, j, out, level_shape(a[j].shape()));
       accumulate(a[j], out);
     });
     output_type z;
