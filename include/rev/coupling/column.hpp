@@ -1,0 +1,252 @@
+// rev::Column<M, Fuse>: the multi-level reversible unit of RevCol (Cai et al., ICLR 2023, eq. 3)
+//
+//   x_t = F_t(x_{t-1}, x_{t-m+1}) + gamma_t * x_{t-m}        inverse: x_{t-m} = (x_t - F_t(..)) / gamma_t
+//
+// laid out as one column of a RevCol network with M levels l = 0..M-1. The column maps the
+// previous column's levels a_l to its own b_l; the stem map x rides along unchanged:
+//
+//   b_l = Fuse_l(low_l, high_l) + gamma_l * a_l,   low_0 = x, low_l = b_{l-1},
+//                                                  high_l = a_{l+1} (none for the top level).
+//
+// The inverse runs top-down, a_{M-1} first, because each level's high input is the previous
+// column's reconstructed level above. gamma_l is learnable and channel-wise; before every
+// forward it is clamped in place to |gamma| >= 1e-3 keeping its sign (RevCol's safeguard for
+// the division in the inverse; an exactly zero gamma becomes +1e-3 instead of staying 0).
+//
+// Fuse<l> is a two-input layer: forward(low, high, ctx[, cache]) where high is nullptr for
+// the top level, backward(cache, dy) -> {dlow, dhigh}; it states low_channels, high_channels
+// and out_channels.
+#pragma once
+
+#include <cmath>
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include "rev/core/layer.hpp"
+#include "rev/core/traits.hpp"
+#include "rev/coupling/coupling.hpp"
+#include "rev/cpu/elementwise.hpp"
+
+namespace rev {
+
+/// A two-input layer, as a Column level: (low, high) -> out.
+template <class F>
+concept FusionLayer = requires {
+  F::low_channels;
+  F::high_channels;
+  F::out_channels;
+  typename F::cache;
+};
+
+namespace detail {
+template <int M, template <int> class Fuse, std::size_t... L>
+constexpr bool column_levels_fit(std::index_sequence<L...>) {
+  constexpr int out[] = {Fuse<static_cast<int>(L)>::out_channels...};
+  constexpr int low[] = {Fuse<static_cast<int>(L)>::low_channels...};
+  constexpr int high[] = {Fuse<static_cast<int>(L)>::high_channels...};
+  for (std::size_t l = 1; l < sizeof...(L); ++l)
+    if (!channels_match(low[l], out[l - 1])) return false;  // low_l = b_{l-1}
+  for (std::size_t l = 0; l + 1 < sizeof...(L); ++l)
+    if (!channels_match(high[l], out[l + 1])) return false;  // high_l = a_{l+1}
+  return true;
+}
+}  // namespace detail
+
+/// Level l's low input has level l-1's channels and its high input level l+1's.
+template <int M, template <int> class Fuse>
+concept ColumnCompatible = detail::column_levels_fit<M, Fuse>(std::make_index_sequence<static_cast<std::size_t>(M)>{});
+
+template <int M, template <int> class Fuse>
+class Column {
+  static_assert(M >= 1, "rev::Column<M,Fuse>: needs at least one level");
+  static_assert((FusionLayer<Fuse<0>>), "rev::Column<M,Fuse>: Fuse<l> must be a two-input layer (low_channels, "
+                                        "high_channels, out_channels, cache)");
+  static_assert(ColumnCompatible<M, Fuse>,
+                "rev::Column<M,Fuse>: Fuse<l> must read level l-1's channels as its low input and level l+1's as its "
+                "high input");
+  template <std::size_t... L>
+  static auto fuse_tuple(std::index_sequence<L...>) -> std::tuple<Fuse<static_cast<int>(L)>...>;
+  using fuses = decltype(fuse_tuple(std::make_index_sequence<M>{}));
+  template <class... Ts>
+  static auto caches_of(std::tuple<Ts...>*) -> std::tuple<typename Ts::cache...>;
+  using fuse_caches = decltype(caches_of(static_cast<fuses*>(nullptr)));
+
+ public:
+  using value_type = typename Fuse<0>::value_type;
+  using backend = typename Fuse<0>::backend;
+  using tensor_type = Tensor<value_type, backend>;
+  using param_type = Param<value_type, backend>;
+  using input_type = Tensors<value_type, M + 1, backend>;  // {x, a_0, ..., a_{M-1}}
+  using output_type = input_type;                          // {x, b_0, ..., b_{M-1}}
+  static constexpr double min_gamma = 1e-3;
+  template <int L>
+  static constexpr int channels = Fuse<L>::out_channels;
+
+  struct cache {
+    fuse_caches fuse;
+    input_type a;  // gamma's gradient reads the previous column's levels
+  };
+
+  /// gamma_l initialised to `gamma0` (RevCol: 0.5) in every channel.
+  explicit Column(double gamma0 = 0.5) {
+    each_level([&](auto, auto l) {
+      gamma_[l] = param_type({channels<decltype(l)::value>});
+      gamma_[l].value.fill(static_cast<value_type>(gamma0));
+    });
+  }
+
+  output_type forward(const input_type& a, context& ctx) { return run(a, ctx, nullptr); }
+  output_type forward(const input_type& a, context& ctx, cache& c) { return run(a, ctx, &c); }
+
+  input_type backward(cache& c, const output_type& db) {
+    input_type da;
+    da[0] = db[0];
+    tensor_type u;  // total gradient reaching b_l, top-down
+    each_level_down([&](auto& fuse, auto l) {
+      const std::size_t L = l;
+      tensor_type ul = L + 1 < M ? accumulated(db[L + 1], u) : db[L + 1];
+      auto [dlow, dhigh] = fuse.backward(std::get<L>(c.fuse), ul);
+      level_backward(L, ul, c.a[L + 1], da);
+      if (!dhigh.empty()) add_to(da[L + 2], dhigh);
+      if (L == 0) add_to(da[0], dlow);
+      else u = dlow;
+    });
+    c = cache{};
+    return da;
+  }
+
+  input_type inverse(const output_type& b, context& ctx) {
+    input_type a;
+    a[0] = b[0];
+    each_level_down([&](auto& fuse, auto l) {
+      const std::size_t L = l;
+      const tensor_type& low = b[L];
+      const tensor_type* high = L + 1 < M ? &a[L + 2] : nullptr;
+      a[L + 1] = unscale(L, b[L + 1], fuse.forward(low, high, ctx));
+    });
+    return a;
+  }
+
+  reconstructed<input_type> backward_reversible(const output_type& b, const output_type& db) {
+    context ctx = recompute_context();
+    input_type a, da;
+    a[0] = b[0];
+    da[0] = db[0];
+    tensor_type u;
+    each_level_down([&](auto& fuse, auto l) {  // one evaluation of Fuse_l: reconstruction and gradient
+      const std::size_t L = l;
+      typename std::remove_cvref_t<decltype(fuse)>::cache fc;
+      const tensor_type* high = L + 1 < M ? &a[L + 2] : nullptr;
+      a[L + 1] = unscale(L, b[L + 1], fuse.forward(b[L], high, ctx, fc));
+      tensor_type ul = L + 1 < M ? accumulated(db[L + 1], u) : db[L + 1];
+      auto [dlow, dhigh] = fuse.backward(fc, ul);
+      level_backward(L, ul, a[L + 1], da);
+      if (!dhigh.empty()) add_to(da[L + 2], dhigh);
+      if (L == 0) add_to(da[0], dlow);
+      else u = dlow;
+    });
+    return {std::move(a), std::move(da)};
+  }
+
+  template <class V>
+  void for_each_parameter(V&& v, const std::string& prefix = "") {
+    for (int l = 0; l < M; ++l) v(join_name(prefix, "alpha" + std::to_string(l)), gamma_[static_cast<std::size_t>(l)]);
+    each_level([&](auto& fuse, auto l) { fuse.for_each_parameter(v, join_name(prefix, "level" + std::to_string(l()))); });
+  }
+  template <class V>
+  void for_each_buffer(V&& v, const std::string& prefix = "") {
+    each_level([&](auto& fuse, auto l) { fuse.for_each_buffer(v, join_name(prefix, "level" + std::to_string(l()))); });
+  }
+
+  param_type& gamma(int l) { return gamma_[static_cast<std::size_t>(l)]; }
+  template <int L>
+  auto& level() { return std::get<L>(fuses_); }
+
+ private:
+  // gamma <- sign(gamma) * max(|gamma|, 1e-3), zero counted as positive.
+  void clamp_gamma() {
+    for (auto& g : gamma_)
+      for (value_type& v : g.value)
+        if (std::abs(v) < min_gamma) v = static_cast<value_type>(v < 0 ? -min_gamma : min_gamma);
+  }
+
+  // gamma_l * a (channel-wise)
+  tensor_type scale(std::size_t l, const tensor_type& t, bool inverse) const {
+    const auto& g = gamma_[l].value;
+    check<shape_error>(t.rank() == 4 && t.size(1) == g.numel(), "rev::Column: level ", l, " has extents ", t.shape(),
+                       ", expected [N, ", g.numel(), ", H, W]");
+    tensor_type out = tensor_type::uninitialized(t.shape());
+    const index_t C = t.size(1), hw = t.size(2) * t.size(3);
+    for (index_t n = 0; n < t.size(0); ++n)
+      for (index_t ch = 0; ch < C; ++ch) {
+        const value_type s = inverse ? value_type(1) / g.data()[ch] : g.data()[ch];
+        const value_type* src = t.data() + (n * C + ch) * hw;
+        value_type* dst = out.data() + (n * C + ch) * hw;
+        for (index_t i = 0; i < hw; ++i) dst[i] = src[i] * s;
+      }
+    return out;
+  }
+  // a_l = (b_l - f) / gamma_l, with the reciprocal of gamma as in the reference
+  tensor_type unscale(std::size_t l, const tensor_type& b, const tensor_type& f) const {
+    return scale(l, ops::sub(b, f), true);
+  }
+
+  // The gradient of b_l = ... + gamma_l * a_l with respect to gamma_l and a_l.
+  void level_backward(std::size_t l, const tensor_type& ul, const tensor_type& al, input_type& da) {
+    auto& g = gamma_[l];
+    const index_t C = ul.size(1), hw = ul.size(2) * ul.size(3);
+    for (index_t n = 0; n < ul.size(0); ++n)
+      for (index_t ch = 0; ch < C; ++ch) {
+        const value_type* pu = ul.data() + (n * C + ch) * hw;
+        const value_type* pa = al.data() + (n * C + ch) * hw;
+        double s = 0;
+        for (index_t i = 0; i < hw; ++i) s += static_cast<double>(pu[i]) * pa[i];
+        g.grad.data()[ch] += static_cast<value_type>(s);
+      }
+    add_to(da[l + 1], scale(l, ul, false));
+  }
+
+  static void add_to(tensor_type& acc, const tensor_type& t) {
+    if (acc.empty()) acc = t;
+    else if (acc.unique()) ops::add_(acc, t);
+    else acc = ops::add(acc, t);
+  }
+  static tensor_type accumulated(const tensor_type& a, const tensor_type& b) { return b.empty() ? a : ops::add(a, b); }
+
+  output_type run(const input_type& a, context& ctx, cache* c) {
+    if (ctx.mode == phase::train) clamp_gamma();
+    output_type b;
+    b[0] = a[0];
+    each_level([&](auto& fuse, auto l) {
+      const std::size_t L = l;
+      const tensor_type* high = L + 1 < M ? &a[L + 2] : nullptr;
+      tensor_type f = c ? fuse.forward(b[L], high, ctx, std::get<L>(c->fuse)) : fuse.forward(b[L], high, ctx);
+      tensor_type s = scale(L, a[L + 1], false);
+      check<shape_error>(f.shape() == s.shape(), "rev::Column: level ", L, " computes extents ", f.shape(),
+                         " but the previous column's level has extents ", s.shape());
+      ops::add_(s, f);
+      b[L + 1] = std::move(s);
+    });
+    if (c) c->a = a;
+    return b;
+  }
+
+  template <class Fn>
+  void each_level(Fn&& fn) {
+    [&]<std::size_t... L>(std::index_sequence<L...>) {
+      (fn(std::get<L>(fuses_), std::integral_constant<std::size_t, L>{}), ...);
+    }(std::make_index_sequence<M>{});
+  }
+  template <class Fn>
+  void each_level_down(Fn&& fn) {
+    [&]<std::size_t... L>(std::index_sequence<L...>) {
+      (fn(std::get<M - 1 - L>(fuses_), std::integral_constant<std::size_t, M - 1 - L>{}), ...);
+    }(std::make_index_sequence<M>{});
+  }
+
+  fuses fuses_;
+  std::array<param_type, M> gamma_;
+};
+
+}  // namespace rev
