@@ -4,7 +4,9 @@ with torch ops (torch 1.13 has no scaled_dot_product_attention): per head h,
 softmax((q_h * scale) @ k_h^T) @ v_h, as nn.MultiheadAttention scales q (revvit.md 1.4).
 
 Case i stores i.meta = [heads, scale], i.q, i.k, i.v, i.dout, i.out, i.probs [B, heads, Nq, Nk],
-i.dq, i.dk, i.dv."""
+i.dq, i.dk, i.dv. Layer case l<i> (nn::MultiHeadAttention, timm's Attention) stores l<i>.meta =
+[dim, heads], l<i>.x, l<i>.dout, l<i>.y, l<i>.dx, the parameters under their state_dict names
+and their gradients under grad.<name>."""
 import math
 
 import torch
@@ -40,4 +42,25 @@ for i, (b, nq, nk, d, dv, heads, scale) in enumerate(cases):
     for name, t in {"q": q, "k": k, "v": v, "dout": dout, "out": o, "probs": probs, "dq": dq, "dk": dk,
                     "dv": dv_}.items():
         out[key + name] = t
+
+# The layer nn::MultiHeadAttention<Dim, Heads>: timm's Attention (qkv Linear with bias, proj
+# Linear), written out. Case l<i> stores the parameters under their state_dict names.
+layer_cases = [(2, 5, 12, 3), (1, 1, 4, 1), (3, 4, 8, 2)]
+for i, (b, n, dim, heads) in enumerate(layer_cases):
+    qkv = torch.nn.Linear(dim, 3 * dim).double()
+    proj = torch.nn.Linear(dim, dim).double()
+    x = torch.randn(b, n, dim, dtype=torch.float64, requires_grad=True)
+    t = qkv(x).reshape(b, n, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)  # 3, B, heads, N, d
+    q, k, v = t[0], t[1], t[2]
+    a = torch.softmax((q * (dim // heads) ** -0.5) @ k.transpose(-2, -1), dim=-1)
+    y = proj((a @ v).transpose(1, 2).reshape(b, n, dim))
+    dout = torch.randn(y.shape, dtype=torch.float64)
+    params = {"qkv.weight": qkv.weight, "qkv.bias": qkv.bias, "proj.weight": proj.weight, "proj.bias": proj.bias}
+    gs = grads(y, dout, x, *params.values())
+    key = f"l{i}."
+    out[key + "meta"] = torch.tensor([dim, heads], dtype=torch.float64)
+    out[key + "x"], out[key + "dout"], out[key + "y"], out[key + "dx"] = x, dout, y, gs[0]
+    for (name, p), g in zip(params.items(), gs[1:]):
+        out[key + name] = p
+        out[key + "grad." + name] = g
 save("attention", out, {"torch": torch.__version__})
