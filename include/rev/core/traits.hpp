@@ -28,6 +28,19 @@ constexpr int out_channels_of() {
 /// Whether two channel counts can be the same (any_channels matches everything).
 constexpr bool channels_match(int a, int b) { return a == any_channels || b == any_channels || a == b; }
 
+/// The index of the first block whose input channels differ from the channels reaching it, or
+/// -1. Channel-agnostic blocks pass the count through, so Conv<3,8>, ReLU, Conv<4,4> is caught.
+template <std::size_t N>
+constexpr int first_channel_break(const std::array<int, N>& in, const std::array<int, N>& out) {
+  int current = any_channels;
+  for (std::size_t i = 0; i < N; ++i) {
+    if (!channels_match(current, in[i])) return static_cast<int>(i);
+    if (out[i] != any_channels) current = out[i];
+    else if (in[i] != any_channels) current = in[i];
+  }
+  return -1;
+}
+
 /// What flows between blocks: one tensor, or a fixed number of tensors (pyramid levels, streams).
 template <class L>
 struct state_types {

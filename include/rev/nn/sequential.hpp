@@ -13,14 +13,10 @@ namespace rev::nn {
 
 namespace detail {
 
-// The index of the first adjacent pair whose channels cannot match, or -1.
+// The index of the first layer whose input channels differ from those reaching it, or -1.
 template <class... L>
 constexpr int first_channel_mismatch() {
-  constexpr int in[] = {in_channels_of<L>()...};
-  constexpr int out[] = {out_channels_of<L>()...};
-  for (std::size_t i = 0; i + 1 < sizeof...(L); ++i)
-    if (!channels_match(out[i], in[i + 1])) return static_cast<int>(i);
-  return -1;
+  return first_channel_break<sizeof...(L)>({in_channels_of<L>()...}, {out_channels_of<L>()...});
 }
 
 // Channel-agnostic layers keep their channel count, so a sequence's input channels are those of
@@ -49,8 +45,7 @@ template <class... L>
 class Sequential {
   static_assert(sizeof...(L) > 0, "rev::nn::Sequential<L...>: needs at least one layer");
   static_assert(ChainableLayers<L...>,
-                "rev::nn::Sequential<L...>: the output channels of a layer differ from the input channels of the next "
-                "(see first_channel_mismatch for its index)");
+                "rev::nn::Sequential<L...>: the output channels of a layer differ from the input channels of the next");
   using first = std::tuple_element_t<0, std::tuple<L...>>;
 
  public:

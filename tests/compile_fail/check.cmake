@@ -1,0 +1,20 @@
+# Compiles SRC once; with KO set, compilation must fail and its output match REGEX, otherwise
+# it must succeed (the "ok" twin proves a failure is the intended one, not a broken setup).
+separate_arguments(flags UNIX_COMMAND "${FLAGS}")
+set(defines)
+if(KO)
+  set(defines -DREV_KO)
+endif()
+execute_process(COMMAND ${CXX} ${flags} ${defines} -fsyntax-only ${SRC}
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(KO)
+  if(rc EQUAL 0)
+    message(FATAL_ERROR "expected a compile error, but ${SRC} compiled")
+  endif()
+  if(NOT "${out}${err}" MATCHES "${REGEX}")
+    message(FATAL_ERROR "the compile error does not say '${REGEX}':\n${err}")
+  endif()
+  message(STATUS "fails as intended: ${REGEX}")
+elseif(NOT rc EQUAL 0)
+  message(FATAL_ERROR "the ok twin of ${SRC} does not compile:\n${err}")
+endif()

@@ -1,0 +1,76 @@
+// Compile-time rules of the couplings and containers, proven without hard errors: every
+// static_assert below must hold for this translation unit to compile (mp-units style).
+#include "rev/additive.hpp"
+#include "rev/column.hpp"
+#include "rev/nn/activation.hpp"
+#include "rev/nn/conv2d.hpp"
+#include "rev/nn/sequential.hpp"
+#include "rev/silo.hpp"
+
+namespace {
+
+using namespace rev;
+
+template <int In, int Out>
+using Conv = nn::Conv2d<In, Out, nn::conv_opts{.kernel = 3}>;
+
+// Additive: F maps x2 -> x1 and G maps y1 -> x2.
+static_assert(AdditiveCompatible<Conv<4, 4>, Conv<4, 4>>);
+static_assert(AdditiveCompatible<Conv<4, 6>, Conv<6, 4>>);  // possible in the two-stream layout
+static_assert(!AdditiveCompatible<Conv<4, 4>, Conv<6, 4>>);
+static_assert(!AdditiveCompatible<Conv<4, 8>, Conv<4, 4>>);
+static_assert(AdditiveCompatible<nn::ReLU<float>, Conv<4, 4>>);  // channel-agnostic layers match anything
+static_assert(MapsHalfToHalf<Conv<4, 4>> && !MapsHalfToHalf<Conv<4, 6>>);
+static_assert(Additive<Conv<4, 4>, Conv<4, 4>>::in_channels == 8);
+
+// Couplings and ordinary layers.
+static_assert(Coupling<Additive<Conv<4, 4>, Conv<4, 4>>>);
+static_assert(!Coupling<Conv<4, 4>>);
+static_assert(Layer<Conv<4, 4>>);
+static_assert(Coupling<Chain<Additive<Conv<2, 2>, Conv<2, 2>>, Repeat<3, Additive<Conv<2, 2>, Conv<2, 2>>>>>);
+// A chain with an ordinary layer runs in both modes but is not invertible.
+using Mixed = Chain<Additive<Conv<2, 2>, Conv<2, 2>>, Conv<4, 4>>;
+static_assert(!Coupling<Mixed>);
+template <class C>
+concept Invertible = requires(C& c, const output_t<C>& y, context& ctx) { c.inverse(y, ctx); };
+static_assert(!Invertible<Mixed>);
+static_assert(Invertible<Chain<Additive<Conv<2, 2>, Conv<2, 2>>>>);
+
+// Sequences check adjacent channels.
+static_assert(nn::ChainableLayers<Conv<3, 8>, nn::ReLU<float>, Conv<8, 2>>);
+static_assert(!nn::ChainableLayers<Conv<3, 8>, Conv<6, 2>>);
+static_assert(nn::Sequential<nn::ReLU<float>, Conv<3, 8>, nn::ReLU<float>>::in_channels == 3);
+static_assert(nn::Sequential<nn::ReLU<float>, Conv<3, 8>, nn::ReLU<float>>::out_channels == 8);
+static_assert(ChainableBlocks<Conv<3, 8>, Additive<Conv<4, 4>, Conv<4, 4>>>);
+static_assert(!ChainableBlocks<Conv<3, 6>, Additive<Conv<4, 4>, Conv<4, 4>>>);
+static_assert(!Chainable<Additive<Conv<4, 4>, Conv<4, 4>, additive_layout::streams>, Conv<4, 4>>);  // two tensors vs one
+
+// Silo: F<i,j> maps level i to level j.
+using L3 = levels<4, 6, 8>;
+template <int I, int J>
+using Good = Conv<L3::channels[I], L3::channels[J]>;
+template <int I, int J>
+using Bad = Conv<L3::channels[I], 5>;
+template <int I, int J>
+using Twice = Conv<L3::channels[I], 2 * L3::channels[J]>;
+static_assert(SiloDownCompatible<L3, Good> && SiloUpCompatible<L3, Good>);
+static_assert(!SiloDownCompatible<L3, Bad> && !SiloUpCompatible<L3, Bad>);
+static_assert(!SiloDownCompatible<L3, Twice> && SiloDownCompatible<L3, Twice, affine_merge<>>);
+
+// Column: level l reads level l-1 (low) and level l+1 (high).
+constexpr int widths[] = {4, 6, 8};
+template <int High>
+struct fuse_with_high {
+  template <int L>
+  struct F : layer_types<float, cpu> {
+    static constexpr int low_channels = L == 0 ? 4 : widths[L - 1];
+    static constexpr int high_channels = L < 2 ? High : any_channels;
+    static constexpr int out_channels = widths[L];
+    struct cache {};
+  };
+};
+static_assert(ColumnCompatible<1, fuse_with_high<any_channels>::F>);
+static_assert(ColumnCompatible<3, fuse_with_high<any_channels>::F>);
+static_assert(!ColumnCompatible<3, fuse_with_high<7>::F>);
+
+}  // namespace
