@@ -3,9 +3,9 @@
 //
 //   y = (x - mean_c) * invstd_c * weight_c + bias_c,   invstd_c = 1 / sqrt(var_c + eps)
 //
-// Statistics are accumulated in double in a single pass over shifted data (Chan et al. 1983:
-// sums of x - k and (x - k)^2 with k a value of the channel, which avoids the cancellation of
-// the textbook sum-of-squares formula); every op runs in parallel over channels.
+// Statistics are accumulated in double in a single pass over shifted data (sums of x - k and
+// (x - k)^2 with k a value of the channel, cpu/moments.hpp); every op runs in parallel over
+// channels.
 #pragma once
 
 #include <algorithm>
@@ -15,6 +15,7 @@
 #include "rev/core/errors.hpp"
 #include "rev/core/parallel.hpp"
 #include "rev/core/tensor.hpp"
+#include "rev/cpu/moments.hpp"
 
 namespace rev::ops {
 
@@ -64,76 +65,6 @@ void bn_check_grads(const char* who, const bn_layout& l, const Tensor<T>* dweigh
   if (dbias) expect_shape(*dbias, Shape{l.C}, who, "dbias");
 }
 
-#if defined(__GNUC__)
-// Two doubles per SSE register: g++ and clang do not vectorise a double reduction over float
-// data by themselves (it reorders the sum), so it is spelled out with vector extensions.
-typedef double bn_double2 __attribute__((vector_size(16)));
-#endif
-
-// s1 += sum(p[i] - k), s2 += sum((p[i] - k)^2), accumulated in double.
-template <Scalar T>
-void bn_shifted_sums(const T* p, index_t n, double k, double& s1, double& s2) {
-  double r1 = 0, r2 = 0;
-  index_t i = 0;
-#if defined(__GNUC__)
-  const bn_double2 kk = {k, k};
-  bn_double2 a0 = {0, 0}, a1 = {0, 0}, b0 = {0, 0}, b1 = {0, 0};
-  for (; i + 4 <= n; i += 4) {
-    bn_double2 d0 = {static_cast<double>(p[i]), static_cast<double>(p[i + 1])};
-    bn_double2 d1 = {static_cast<double>(p[i + 2]), static_cast<double>(p[i + 3])};
-    d0 -= kk;
-    d1 -= kk;
-    a0 += d0;
-    a1 += d1;
-    b0 += d0 * d0;
-    b1 += d1 * d1;
-  }
-  a0 += a1;
-  b0 += b1;
-  r1 = a0[0] + a0[1];
-  r2 = b0[0] + b0[1];
-#endif
-  for (; i < n; ++i) {
-    const double d = static_cast<double>(p[i]) - k;
-    r1 += d;
-    r2 += d * d;
-  }
-  s1 += r1;
-  s2 += r2;
-}
-
-// s1 += sum(dy[i]), s2 += sum(dy[i] * (x[i] - m)), accumulated in double.
-template <Scalar T>
-void bn_grad_sums(const T* x, const T* dy, index_t n, double m, double& s1, double& s2) {
-  double r1 = 0, r2 = 0;
-  index_t i = 0;
-#if defined(__GNUC__)
-  const bn_double2 mm = {m, m};
-  bn_double2 a0 = {0, 0}, a1 = {0, 0}, b0 = {0, 0}, b1 = {0, 0};
-  for (; i + 4 <= n; i += 4) {
-    const bn_double2 g0 = {static_cast<double>(dy[i]), static_cast<double>(dy[i + 1])};
-    const bn_double2 g1 = {static_cast<double>(dy[i + 2]), static_cast<double>(dy[i + 3])};
-    const bn_double2 x0 = {static_cast<double>(x[i]), static_cast<double>(x[i + 1])};
-    const bn_double2 x1 = {static_cast<double>(x[i + 2]), static_cast<double>(x[i + 3])};
-    a0 += g0;
-    a1 += g1;
-    b0 += g0 * (x0 - mm);
-    b1 += g1 * (x1 - mm);
-  }
-  a0 += a1;
-  b0 += b1;
-  r1 = a0[0] + a0[1];
-  r2 = b0[0] + b0[1];
-#endif
-  for (; i < n; ++i) {
-    const double g = static_cast<double>(dy[i]);
-    r1 += g;
-    r2 += g * (static_cast<double>(x[i]) - m);
-  }
-  s1 += r1;
-  s2 += r2;
-}
-
 // y = (x - mean) * scale + bias over channel c, scale = weight * invstd. Train and apply share
 // it, so a recomputation with the kept statistics reproduces the train output bit for bit.
 template <Scalar T>
@@ -166,7 +97,7 @@ Tensor<T> batch_norm_train(const Tensor<T>& x, const Tensor<T>& weight, const Te
     for (index_t c = cb; c < ce; ++c) {
       const double k = static_cast<double>(px[l.offset(0, c)]);
       double s1 = 0, s2 = 0;
-      for (index_t n = 0; n < l.N; ++n) detail::bn_shifted_sums(px + l.offset(n, c), l.HW, k, s1, s2);
+      for (index_t n = 0; n < l.N; ++n) detail::sum_shifted(px + l.offset(n, c), l.HW, k, s1, s2);
       const double cnt = static_cast<double>(l.count()), d = s1 / cnt;
       const double var = std::max(0.0, s2 / cnt - d * d);  // biased: E[(x-k)^2] - (E[x-k])^2
       pm[c] = static_cast<T>(k + d);
@@ -218,7 +149,7 @@ Tensor<T> batch_norm_backward_train(const Tensor<T>& x, const Tensor<T>& weight,
       const double m = static_cast<double>(pm[c]), is = static_cast<double>(pi[c]);
       double sdy = 0, sdyx = 0;  // sum(dy), sum(dy * (x - mean))
       for (index_t n = 0; n < l.N; ++n)
-        detail::bn_grad_sums(px + l.offset(n, c), pg + l.offset(n, c), l.HW, m, sdy, sdyx);
+        detail::sum_grad(px + l.offset(n, c), pg + l.offset(n, c), static_cast<const T*>(nullptr), l.HW, m, sdy, sdyx);
       if (pdb) pdb[c] += static_cast<T>(sdy);
       if (pdw) pdw[c] += static_cast<T>(sdyx * is);
       // dx = a * dy - k1 * (x - mean) - k0.
@@ -257,7 +188,8 @@ Tensor<T> batch_norm_backward_eval(const Tensor<T>& x, const Tensor<T>& weight, 
       if (pdw || pdb) {
         double sdy = 0, sdyx = 0;
         for (index_t n = 0; n < l.N; ++n)
-          detail::bn_grad_sums(px + l.offset(n, c), pg + l.offset(n, c), l.HW, static_cast<double>(pm[c]), sdy, sdyx);
+          detail::sum_grad(px + l.offset(n, c), pg + l.offset(n, c), static_cast<const T*>(nullptr), l.HW,
+                           static_cast<double>(pm[c]), sdy, sdyx);
         if (pdb) pdb[c] += static_cast<T>(sdy);
         if (pdw) pdw[c] += static_cast<T>(sdyx * static_cast<double>(pi[c]));
       }

@@ -1,0 +1,109 @@
+// LayerNorm layers: LayerNorm<D> over the last extent of tokens (PyTorch's nn.LayerNorm(D)) and
+// LayerNorm2d<C> over the channels of an NCHW map at each pixel (RevCol's / ConvNeXt's
+// "channels_first" LayerNorm, ../shared/specs/revcol.md §2). Parameters "weight" (init 1) and
+// "bias" (init 0). Each keeps its input for backward.
+#pragma once
+
+#include <string>
+
+#include "rev/core/layer.hpp"
+#include "rev/cpu/layernorm.hpp"
+
+namespace rev::nn {
+
+namespace detail {
+
+// The parameters and protocol shared by both LayerNorms; Derived supplies check() and the ops.
+template <int D, Scalar T, class B>
+class layer_norm_base : public layer_types<T, B> {
+ public:
+  using tensor_type = Tensor<T, B>;
+  using param_type = Param<T, B>;
+  struct cache {
+    tensor_type x;
+  };
+
+  param_type weight{Shape{D}}, bias{Shape{D}};
+
+  layer_norm_base() { weight.value.fill(T(1)); }
+
+  template <class F>
+  void for_each_parameter(F&& f, const std::string& prefix = "") {
+    f(join_name(prefix, "weight"), weight);
+    f(join_name(prefix, "bias"), bias);
+  }
+  template <class F>
+  void for_each_buffer(F&&, const std::string& = "") {}
+};
+
+}  // namespace detail
+
+/// LayerNorm over the last extent D of x [..., D]. Eps defaults to PyTorch's 1e-5.
+template <int D, double Eps = 1e-5, Scalar T = float, class B = cpu>
+class LayerNorm : public detail::layer_norm_base<D, T, B> {
+  static_assert(D > 0, "rev::nn::LayerNorm: the normalised extent must be positive");
+  static_assert(Eps >= 0, "rev::nn::LayerNorm: eps must be >= 0");
+  using base = detail::layer_norm_base<D, T, B>;
+
+ public:
+  using typename base::cache;
+  using typename base::tensor_type;
+  static constexpr int in_channels = D, out_channels = D;
+  static constexpr double eps = Eps;
+
+  tensor_type forward(const tensor_type& x, context&) {
+    check_input(x);
+    return ops::layer_norm(x, this->weight.value, this->bias.value, Eps);
+  }
+  tensor_type forward(const tensor_type& x, context& ctx, cache& c) {
+    tensor_type y = forward(x, ctx);
+    c.x = x;
+    return y;
+  }
+  tensor_type backward(cache& c, const tensor_type& dy) {
+    check_input(dy, "dy");
+    return ops::layer_norm_backward(c.x, this->weight.value, Eps, dy, &this->weight.grad, &this->bias.grad);
+  }
+
+ private:
+  static void check_input(const tensor_type& x, const char* what = "input") {
+    check<shape_error>(x.rank() >= 1 && x.size(-1) == D, "rev::nn::LayerNorm: ", what, " has extents ", x.shape(),
+                       ", expected [..., ", D, "]");
+  }
+};
+
+/// LayerNorm over the C channels of x [N, C, H, W] at each pixel. Eps defaults to RevCol's 1e-6.
+template <int C, double Eps = 1e-6, Scalar T = float, class B = cpu>
+class LayerNorm2d : public detail::layer_norm_base<C, T, B> {
+  static_assert(C > 0, "rev::nn::LayerNorm2d: the channel count must be positive");
+  static_assert(Eps >= 0, "rev::nn::LayerNorm2d: eps must be >= 0");
+  using base = detail::layer_norm_base<C, T, B>;
+
+ public:
+  using typename base::cache;
+  using typename base::tensor_type;
+  static constexpr int in_channels = C, out_channels = C;
+  static constexpr double eps = Eps;
+
+  tensor_type forward(const tensor_type& x, context&) {
+    check_input(x);
+    return ops::layer_norm_channels(x, this->weight.value, this->bias.value, Eps);
+  }
+  tensor_type forward(const tensor_type& x, context& ctx, cache& c) {
+    tensor_type y = forward(x, ctx);
+    c.x = x;
+    return y;
+  }
+  tensor_type backward(cache& c, const tensor_type& dy) {
+    check_input(dy, "dy");
+    return ops::layer_norm_channels_backward(c.x, this->weight.value, Eps, dy, &this->weight.grad, &this->bias.grad);
+  }
+
+ private:
+  static void check_input(const tensor_type& x, const char* what = "input") {
+    check<shape_error>(x.rank() == 4 && x.size(1) == C, "rev::nn::LayerNorm2d: ", what, " has extents ", x.shape(),
+                       ", expected [N, ", C, ", H, W]");
+  }
+};
+
+}  // namespace rev::nn
