@@ -1,0 +1,53 @@
+// Global average pooling of NCHW maps: y[n, c] = mean over (h, w) of x[n, c, h, w].
+#pragma once
+
+#include <algorithm>
+
+#include "rev/core/errors.hpp"
+#include "rev/core/parallel.hpp"
+#include "rev/core/tensor.hpp"
+#include "rev/cpu/moments.hpp"
+
+namespace rev::ops {
+
+namespace detail {
+inline void gap_check_input(const char* who, const Shape& s) {
+  check<shape_error>(s.rank() == 4, who, ": input has rank ", s.rank(), " (extents ", s,
+                     "), expected rank 4 [N, C, H, W]");
+  check<shape_error>(s[2] * s[3] > 0, who, ": input has extents ", s, ", expected H * W > 0");
+}
+}  // namespace detail
+
+/// [N, C, H, W] -> [N, C, 1, 1], the mean over each map (accumulated in double).
+template <Scalar T>
+Tensor<T> global_avg_pool(const Tensor<T>& x) {
+  detail::gap_check_input("rev::ops::global_avg_pool", x.shape());
+  const index_t planes = x.size(0) * x.size(1), HW = x.size(2) * x.size(3);
+  Tensor<T> y = Tensor<T>::uninitialized({x.size(0), x.size(1), 1, 1});
+  const T* px = x.data();
+  T* py = y.data();
+  parallel_for(planes, std::max<index_t>(1, (index_t{1} << 15) / HW), [&](index_t b, index_t e) {
+    for (index_t i = b; i < e; ++i)
+      py[i] = static_cast<T>(detail::sum_values(px + i * HW, HW) / static_cast<double>(HW));
+  });
+  return y;
+}
+
+/// dx[n, c, h, w] = dy[n, c] / (H * W).
+template <Scalar T>
+Tensor<T> global_avg_pool_backward(const Shape& input_shape, const Tensor<T>& dy) {
+  constexpr const char* who = "rev::ops::global_avg_pool_backward";
+  detail::gap_check_input(who, input_shape);
+  expect_shape(dy, Shape{input_shape[0], input_shape[1], 1, 1}, who, "dy");
+  const index_t planes = input_shape[0] * input_shape[1], HW = input_shape[2] * input_shape[3];
+  Tensor<T> dx = Tensor<T>::uninitialized(input_shape);
+  const T* pg = dy.data();
+  T* pd = dx.data();
+  parallel_for(planes, std::max<index_t>(1, (index_t{1} << 15) / HW), [&](index_t b, index_t e) {
+    for (index_t i = b; i < e; ++i)
+      std::fill(pd + i * HW, pd + (i + 1) * HW, static_cast<T>(static_cast<double>(pg[i]) / static_cast<double>(HW)));
+  });
+  return dx;
+}
+
+}  // namespace rev::ops

@@ -1,0 +1,28 @@
+// Pooling layers.
+#pragma once
+
+#include "rev/core/layer.hpp"
+#include "rev/cpu/pool.hpp"
+
+namespace rev::nn {
+
+/// Global average pooling [N, C, H, W] -> [N, C, 1, 1] (PyTorch's nn.AdaptiveAvgPool2d(1)).
+/// Keeps only the input extents for backward.
+template <Scalar T = float, class B = cpu>
+class GlobalAvgPool : public layer_types<T, B>, public no_parameters {
+ public:
+  using tensor_type = Tensor<T, B>;
+  struct cache {
+    Shape input_shape;
+  };
+
+  tensor_type forward(const tensor_type& x, context&) { return ops::global_avg_pool(x); }
+  tensor_type forward(const tensor_type& x, context& ctx, cache& c) {
+    tensor_type y = forward(x, ctx);
+    c.input_shape = x.shape();
+    return y;
+  }
+  tensor_type backward(cache& c, const tensor_type& dy) { return ops::global_avg_pool_backward(c.input_shape, dy); }
+};
+
+}  // namespace rev::nn
