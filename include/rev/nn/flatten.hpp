@@ -1,0 +1,27 @@
+// nn::Flatten: [N, d1, d2, ...] -> [N, d1*d2*...] (a view: no copy), as torch.nn.Flatten.
+#pragma once
+
+#include "rev/core/layer.hpp"
+
+namespace rev::nn {
+
+template <Scalar T = float, class B = cpu>
+class Flatten : public layer_types<T, B>, public no_parameters {
+ public:
+  using tensor_type = Tensor<T, B>;
+  struct cache {
+    Shape shape;
+  };
+
+  tensor_type forward(const tensor_type& x, context&) {
+    check<shape_error>(x.rank() >= 1, "rev::nn::Flatten: input has rank 0, expected [N, ...]");
+    return x.reshape({x.size(0), x.numel() / std::max<index_t>(x.size(0), 1)});
+  }
+  tensor_type forward(const tensor_type& x, context& ctx, cache& c) {
+    c.shape = x.shape();
+    return forward(x, ctx);
+  }
+  tensor_type backward(cache& c, const tensor_type& dy) { return dy.reshape(c.shape); }
+};
+
+}  // namespace rev::nn
