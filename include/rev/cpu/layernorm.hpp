@@ -60,20 +60,23 @@ struct ln_param_grads {
 // Pixels per tile of layer_norm_channels: a tile's C x tile values stay in cache for the passes.
 inline constexpr index_t ln_tile = 128;
 
-// Mean and rstd of the C values at each pixel p of a tile: x[c * HW + p], p < P.
+// Mean and rstd of the C values at each pixel p of a tile: x[c * HW + p], p < P. One pass over
+// values shifted by the pixel's first channel (as cpu/moments.hpp), vectorised across pixels.
 template <Scalar T>
 void ln_pixel_stats(const T* x, index_t C, index_t HW, index_t P, double eps, double* mean, double* rstd) {
-  std::fill(mean, mean + P, 0.0);
-  std::fill(rstd, rstd + P, 0.0);
-  for (index_t c = 0; c < C; ++c)
-    for (index_t p = 0; p < P; ++p) mean[p] += static_cast<double>(x[c * HW + p]);
-  for (index_t p = 0; p < P; ++p) mean[p] /= static_cast<double>(C);
-  for (index_t c = 0; c < C; ++c)
+  for (index_t p = 0; p < P; ++p) mean[p] = rstd[p] = 0.0;
+  for (index_t c = 1; c < C; ++c)
     for (index_t p = 0; p < P; ++p) {
-      const double d = static_cast<double>(x[c * HW + p]) - mean[p];
+      const double d = static_cast<double>(x[c * HW + p]) - static_cast<double>(x[p]);
+      mean[p] += d;
       rstd[p] += d * d;
     }
-  for (index_t p = 0; p < P; ++p) rstd[p] = 1.0 / std::sqrt(rstd[p] / static_cast<double>(C) + eps);
+  const double n = static_cast<double>(C);
+  for (index_t p = 0; p < P; ++p) {
+    const double d = mean[p] / n;
+    mean[p] = static_cast<double>(x[p]) + d;
+    rstd[p] = 1.0 / std::sqrt(std::max(0.0, rstd[p] / n - d * d) + eps);
+  }
 }
 
 // Mean and rstd of the D contiguous values of a row, in one pass over shifted values.
@@ -145,6 +148,7 @@ Tensor<T> layer_norm_channels_backward(const Tensor<T>& x, const Tensor<T>& weig
       std::max<index_t>(1, (index_t{1} << 13) / std::max<index_t>(C * std::min(HW, detail::ln_tile), 1));
   parallel_for(N * tiles, grain, [&](index_t b, index_t e) {
     std::array<double, detail::ln_tile> mean, rstd, sg, sgx, gx;
+    std::array<T, detail::ln_tile> tm, tr, k0, k1;
     std::vector<double> dw(grads.wanted() ? static_cast<std::size_t>(C) : 0), db(dw.size());
     for (index_t t = b; t < e; ++t) {
       const index_t n = t / tiles, p0 = (t % tiles) * detail::ln_tile, P = std::min(detail::ln_tile, HW - p0);
@@ -169,16 +173,19 @@ Tensor<T> layer_norm_channels_backward(const Tensor<T>& x, const Tensor<T>& weig
           db[static_cast<std::size_t>(c)] += detail::sum_values(gc, P);
         }
       }
+      // dx = rstd * (g * w - mean_c(g * w)) - k1 * (x - mean) with k1 = rstd^2 mean_c(g * w * xhat).
       for (index_t p = 0; p < P; ++p) {
-        sg[p] /= static_cast<double>(C);
-        sgx[p] /= static_cast<double>(C);
+        tm[p] = static_cast<T>(mean[p]);
+        tr[p] = static_cast<T>(rstd[p]);
+        k0[p] = static_cast<T>(rstd[p] * sg[p] / static_cast<double>(C));
+        k1[p] = static_cast<T>(rstd[p] * rstd[p] * sgx[p] / static_cast<double>(C));
       }
       for (index_t c = 0; c < C; ++c) {
-        const double w = static_cast<double>(pw[c]);
-        for (index_t p = 0; p < P; ++p) {
-          const double xhat = (static_cast<double>(xs[c * HW + p]) - mean[p]) * rstd[p];
-          ds[c * HW + p] = static_cast<T>(rstd[p] * (static_cast<double>(gs[c * HW + p]) * w - sg[p] - xhat * sgx[p]));
-        }
+        const T w = pw[c];
+        const T* xc = xs + c * HW;
+        const T* gc = gs + c * HW;
+        T* dc = ds + c * HW;
+        for (index_t p = 0; p < P; ++p) dc[p] = tr[p] * gc[p] * w - k0[p] - k1[p] * (xc[p] - tm[p]);
       }
     }
     if (!dw.empty()) grads.add(dw, db);
