@@ -500,9 +500,9 @@ TEST_CASE("Affine: runtime shape and value errors name the block") {
   CHECK_THROWS_WITH_AS(block.backward_reversible(y, Tensor<float>(y.shape())),
                        "rev::Affine<S,T>: log-det gradient has extents [1, 2], expected [2]", shape_error);
 
-  CHECK_THROWS_WITH_AS(affine_scale::exp_clamped(0.0),
+  CHECK_THROWS_WITH_AS(affine_scale::exp_clamped{0.0},
                        "rev::affine_scale::exp_clamped: alpha must be positive and finite, got 0", value_error);
-  CHECK_THROWS_AS(affine_scale::exp_clamped(-1.0), value_error);
-  CHECK_THROWS_AS(affine_scale::exp_clamped(std::numeric_limits<double>::infinity()), value_error);
-  CHECK_THROWS_AS(affine_scale::exp_clamped(std::nan("")), value_error);
+  CHECK_THROWS_AS(affine_scale::exp_clamped{-1.0}, value_error);
+  CHECK_THROWS_AS(affine_scale::exp_clamped{std::numeric_limits<double>::infinity()}, value_error);
+  CHECK_THROWS_AS(affine_scale::exp_clamped{std::nan("")}, value_error);
 }
