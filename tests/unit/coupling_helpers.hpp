@@ -28,6 +28,17 @@ struct Counted : L {
   }
 };
 
+/// Like Counted, but all instantiations add to one shared count (for blocks with many transforms).
+inline int total_evaluations = 0;
+template <class L>
+struct CountedTotal : L {
+  template <class... A>
+  auto forward(A&&... a) {
+    ++total_evaluations;
+    return L::forward(std::forward<A>(a)...);
+  }
+};
+
 /// Stores a state's tensors as fresh copies (so in-place updates elsewhere cannot alias them).
 template <class S>
 S clone_state(const S& s) {

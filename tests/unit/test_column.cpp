@@ -4,7 +4,7 @@
 
 using namespace rev;
 
-namespace {
+namespace column_test {
 
 constexpr int widths[] = {4, 6, 8};
 constexpr int M = 3;
@@ -71,7 +71,9 @@ Tensors<T, M + 1> column_state(index_t batch, index_t size, std::uint64_t seed) 
   return s;
 }
 
-}  // namespace
+}  // namespace column_test
+
+using namespace column_test;
 
 TEST_CASE("Column: b_l = Fuse_l(b_{l-1}, a_{l+1}) + gamma_l * a_l, eq. (3) of RevCol") {
   Col<double> col;
@@ -191,6 +193,24 @@ TEST_CASE("Column: backward equals finite differences (float64, gamma included)"
   const double down = loss();
   g.value(2) = saved;
   CHECK(g.grad(2) == doctest::Approx((up - down) / (2 * h)).epsilon(1e-6));
+}
+
+namespace column_test {
+template <int L>
+struct CountedFuse : test::CountedTotal<fuse_family<float>::Fuse<L>> {};
+}  // namespace column_test
+
+TEST_CASE("Column: each level is evaluated once in forward and once in a reversible backward") {
+  Chain<Repeat<2, Column<M, column_test::CountedFuse>>> net;
+  decltype(net)::cache tape{mode::reversible};
+  context ctx{phase::train};
+  test::total_evaluations = 0;
+  auto y = net.forward(column_state<float>(2, 8, 12), ctx, tape);
+  CHECK(test::total_evaluations == 2 * M);
+  auto dy = y;
+  for (auto& t : dy) t = Tensor<float>(t.shape());
+  net.backward(tape, dy);
+  CHECK(test::total_evaluations == 2 * 2 * M);
 }
 
 TEST_CASE("Column: shape errors name the level") {

@@ -141,6 +141,26 @@ TEST_CASE("Silo: backward equals finite differences (float64)") {
   CHECK_MESSAGE(ra.ok(), ra.str());
 }
 
+namespace {
+template <int I, int J>
+using CountedF = test::CountedTotal<fusions<float, L3>::F<I, J>>;
+template <int I, int J>
+using CountedG = test::CountedTotal<fusions<float, L3>::G<I, J>>;
+}  // namespace
+
+TEST_CASE("Silo: each transform is evaluated once in forward and once in a reversible backward") {
+  Chain<Repeat<2, Silo<L3, CountedF, CountedG>>> net;
+  decltype(net)::cache tape{mode::reversible};
+  context ctx{phase::train};
+  test::total_evaluations = 0;
+  auto y = net.forward(pyramid<float, 3>(2, 8, 13), ctx, tape);
+  CHECK(test::total_evaluations == 2 * 6);  // 3 F's and 3 G's per silo
+  auto dy = y;
+  for (auto& t : dy) t = Tensor<float>(t.shape());
+  net.backward(tape, dy);
+  CHECK(test::total_evaluations == 2 * 2 * 6);
+}
+
 TEST_CASE("Silo: parameter names follow the official RevBiFPN state_dict") {
   Grow3<float> silo;
   std::vector<std::string> names;
