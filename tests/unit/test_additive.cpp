@@ -19,6 +19,15 @@ TEST_CASE("Additive: y1 = x1 + F(x2), y2 = x2 + G(y1) on channel halves") {
   CHECK(test::max_abs_error(y, ops::concat_channels<double>(parts)) < 1e-14);
 }
 
+TEST_CASE("Additive: log-det is zero (volume preserving)") {
+  Additive<ConvBlock<2, 2, double>, ConvBlock<2, 2, double>> block;
+  context ctx{phase::eval};
+  Tensor<double> log_det;
+  block.forward(test::random({3, 4, 4, 4}, 12), ctx, log_det);
+  CHECK(log_det.shape() == Shape{3});
+  CHECK(std::all_of(log_det.begin(), log_det.end(), [](double v) { return v == 0; }));
+}
+
 TEST_CASE("Additive: RevBiFPN's swapped halves update the second half first") {
   using F = ConvBlock<4, 4, double>;
   Additive<F, F, additive_layout::halves_swapped> block;

@@ -76,6 +76,13 @@ class Additive {
     return pack(y1, y2);
   }
 
+  /// forward that also reports log|det dy/dx| per sample: 0, additive couplings preserve volume.
+  output_type forward(const input_type& x, context& ctx, tensor_type& log_det) {
+    output_type y = forward(x, ctx);
+    log_det = tensor_type({batch_of(x)});
+    return y;
+  }
+
   input_type backward(cache& c, const output_type& dy) {
     auto [dy1, dy2] = unpack(dy);
     tensor_type dz1 = ops::add(dy1, g_.backward(c.g, dy2));  // total gradient reaching y1
@@ -146,6 +153,11 @@ class Additive {
                                    Layout == additive_layout::halves ? y2 : y1};
       return ops::concat_channels<value_type>(parts);
     }
+  }
+
+  static index_t batch_of(const input_type& x) {
+    if constexpr (split) return x.size(0);
+    else return x[0].size(0);
   }
 
   F f_;
