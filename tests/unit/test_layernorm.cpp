@@ -140,6 +140,24 @@ TEST_CASE("LayerNorm2d and LayerNorm equal PyTorch (RevCol's channels_first LN a
   check_torch_case<nn::LayerNorm<6, 1e-6, float>>("tok_b", 1e-5);
 }
 
+TEST_CASE("layer-norm gradients are the same bit for bit on any number of threads") {
+  const int threads = num_threads();
+  const auto x = test::random<float>({4096, 64}, 31), dy = test::random<float>({4096, 64}, 32);
+  const auto xc = test::random<float>({8, 16, 30, 30}, 33), dyc = test::random<float>({8, 16, 30, 30}, 34);
+  const auto w = test::random<float>({64}, 35, 0.5, 1.5), wc = test::random<float>({16}, 36, 0.5, 1.5);
+  std::vector<std::vector<Tensor<float>>> runs;
+  for (int n : {1, 2, 3}) {
+    set_num_threads(n);
+    Tensor<float> dw({64}), db({64}), dwc({16}), dbc({16});
+    auto dx = ops::layer_norm_backward(x, w, 1e-5, dy, &dw, &db);
+    auto dxc = ops::layer_norm_channels_backward(xc, wc, 1e-6, dyc, &dwc, &dbc);
+    runs.push_back({dx, dw, db, dxc, dwc, dbc});
+  }
+  set_num_threads(threads);
+  for (std::size_t r = 1; r < runs.size(); ++r)
+    for (std::size_t k = 0; k < runs[0].size(); ++k) CHECK(test::max_abs_error(runs[r][k], runs[0][k]) == 0);
+}
+
 TEST_CASE("LayerNorm layers: names, initial values, defaults") {
   nn::LayerNorm2d<4> cf;
   nn::LayerNorm<6> tok;

@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <mutex>
 #include <type_traits>
 #include <vector>
 
@@ -40,22 +39,35 @@ inline void ln_check_eps(const char* who, double eps) {
   check<value_error>(eps >= 0 && std::isfinite(eps), who, ": eps must be finite and >= 0, got ", eps);
 }
 
-// Parameter gradients summed per task in double, then added under a lock.
-template <Scalar T>
-struct ln_param_grads {
-  Tensor<T>* dweight;
-  Tensor<T>* dbias;
-  std::mutex lock;
-
-  bool wanted() const { return dweight || dbias; }
-  void add(const std::vector<double>& dw, const std::vector<double>& db) {
-    std::lock_guard guard(lock);
-    for (std::size_t i = 0; i < dw.size(); ++i) {
-      if (dweight) dweight->data()[i] += static_cast<T>(dw[i]);
-      if (dbias) dbias->data()[i] += static_cast<T>(db[i]);
+// Runs body(begin, end, dw, db) over [0, items) split into a fixed number of blocks, each
+// with its own partial parameter gradients dw, db [D] in double (nullptr when neither gradient
+// is wanted); the partials are summed in block order and added to dweight and dbias. The
+// blocks do not depend on the thread count, so the gradients are the same on any number of
+// threads. `grain` is the number of items worth a parallel task.
+template <Scalar T, class F>
+void ln_blocked(index_t items, index_t grain, index_t D, Tensor<T>* dweight, Tensor<T>* dbias, F body) {
+  constexpr index_t max_blocks = 64;
+  const bool wanted = dweight || dbias;
+  const index_t blocks = std::min(items, max_blocks);
+  std::vector<double> partial(wanted ? static_cast<std::size_t>(blocks * 2 * D) : 0, 0.0);
+  const index_t per_block = std::max<index_t>(1, items / std::max<index_t>(blocks, 1));
+  parallel_for(blocks, std::max<index_t>(1, grain / per_block), [&](index_t b, index_t e) {
+    for (index_t k = b; k < e; ++k) {
+      double* dw = wanted ? partial.data() + k * 2 * D : nullptr;
+      body(items * k / blocks, items * (k + 1) / blocks, dw, wanted ? dw + D : nullptr);
     }
+  });
+  if (!wanted) return;
+  for (index_t i = 0; i < D; ++i) {
+    double sw = 0, sb = 0;
+    for (index_t k = 0; k < blocks; ++k) {
+      sw += partial[static_cast<std::size_t>(k * 2 * D + i)];
+      sb += partial[static_cast<std::size_t>(k * 2 * D + D + i)];
+    }
+    if (dweight) dweight->data()[i] += static_cast<T>(sw);
+    if (dbias) dbias->data()[i] += static_cast<T>(sb);
   }
-};
+}
 
 // Pixels per tile of layer_norm_channels: a tile's C x tile values stay in cache for the passes.
 inline constexpr index_t ln_tile = 128;
@@ -143,13 +155,11 @@ Tensor<T> layer_norm_channels_backward(const Tensor<T>& x, const Tensor<T>& weig
   const index_t tiles = (HW + detail::ln_tile - 1) / detail::ln_tile;
   const T *px = x.data(), *pw = weight.data(), *pg = dy.data();
   T* pdx = dx.data();
-  detail::ln_param_grads<T> grads{dweight, dbias, {}};
   const index_t grain =
       std::max<index_t>(1, (index_t{1} << 13) / std::max<index_t>(C * std::min(HW, detail::ln_tile), 1));
-  parallel_for(N * tiles, grain, [&](index_t b, index_t e) {
+  detail::ln_blocked(N * tiles, grain, C, dweight, dbias, [&](index_t b, index_t e, double* dw, double* db) {
     std::array<double, detail::ln_tile> mean, rstd, sg, sgx, gx;
     std::array<T, detail::ln_tile> tm, tr, k0, k1;
-    std::vector<double> dw(grads.wanted() ? static_cast<std::size_t>(C) : 0), db(dw.size());
     for (index_t t = b; t < e; ++t) {
       const index_t n = t / tiles, p0 = (t % tiles) * detail::ln_tile, P = std::min(detail::ln_tile, HW - p0);
       const index_t off = n * C * HW + p0;
@@ -168,9 +178,9 @@ Tensor<T> layer_norm_channels_backward(const Tensor<T>& x, const Tensor<T>& weig
           sgx[p] += g * w * xhat;
           gx[p] = g * xhat;
         }
-        if (!dw.empty()) {
-          dw[static_cast<std::size_t>(c)] += detail::sum_values(gx.data(), P);
-          db[static_cast<std::size_t>(c)] += detail::sum_values(gc, P);
+        if (dw) {
+          dw[c] += detail::sum_values(gx.data(), P);
+          db[c] += detail::sum_values(gc, P);
         }
       }
       // dx = rstd * (g * w - mean_c(g * w)) - k1 * (x - mean) with k1 = rstd^2 mean_c(g * w * xhat).
@@ -188,7 +198,6 @@ Tensor<T> layer_norm_channels_backward(const Tensor<T>& x, const Tensor<T>& weig
         for (index_t p = 0; p < P; ++p) dc[p] = tr[p] * gc[p] * w - k0[p] - k1[p] * (xc[p] - tm[p]);
       }
     }
-    if (!dw.empty()) grads.add(dw, db);
   });
   return dx;
 }
@@ -233,9 +242,8 @@ Tensor<T> layer_norm_backward(const Tensor<T>& x, const Tensor<T>& weight, doubl
   Tensor<T> dx = Tensor<T>::uninitialized(x.shape());
   const T *px = x.data(), *pw = weight.data(), *pg = dy.data();
   T* pdx = dx.data();
-  detail::ln_param_grads<T> grads{dweight, dbias, {}};
-  parallel_for(rows, std::max<index_t>(1, (index_t{1} << 13) / std::max<index_t>(D, 1)), [&](index_t b, index_t e) {
-    std::vector<double> dw(grads.wanted() ? static_cast<std::size_t>(D) : 0), db(dw.size());
+  const index_t grain = std::max<index_t>(1, (index_t{1} << 13) / std::max<index_t>(D, 1));
+  detail::ln_blocked(rows, grain, D, dweight, dbias, [&](index_t b, index_t e, double* dw, double* db) {
     for (index_t r = b; r < e; ++r) {
       const T *xs = px + r * D, *gs = pg + r * D;
       T* ds = pdx + r * D;
@@ -247,14 +255,13 @@ Tensor<T> layer_norm_backward(const Tensor<T>& x, const Tensor<T>& weight, doubl
       const T tr = static_cast<T>(rstd), tm = static_cast<T>(mean), k1 = static_cast<T>(rstd * rstd * rstd * sgx / n),
               k0 = static_cast<T>(rstd * sg / n);
       for (index_t i = 0; i < D; ++i) ds[i] = tr * gs[i] * pw[i] - k1 * (xs[i] - tm) - k0;
-      if (!dw.empty())
+      if (dw)
         for (index_t i = 0; i < D; ++i) {
           const double g = static_cast<double>(gs[i]);
-          dw[static_cast<std::size_t>(i)] += g * (static_cast<double>(xs[i]) - mean) * rstd;
-          db[static_cast<std::size_t>(i)] += g;
+          dw[i] += g * (static_cast<double>(xs[i]) - mean) * rstd;
+          db[i] += g;
         }
     }
-    if (!dw.empty()) grads.add(dw, db);
   });
   return dx;
 }
