@@ -18,6 +18,7 @@
 #include "rev/core/layer.hpp"
 #include "rev/core/rng.hpp"
 #include "rev/cpu/activation.hpp"
+#include "rev/cpu/moments.hpp"
 #include "rev/cpu/pool.hpp"
 #include "rev/nn/init.hpp"
 
@@ -89,8 +90,8 @@ class SqueezeExcite : public layer_types<T, B> {
     std::vector<double> dz2(static_cast<std::size_t>(N * W));
     parallel_for(N * W, std::max<index_t>(1, (index_t{1} << 15) / HW), [&](index_t b, index_t e) {
       for (index_t i = b; i < e; ++i) {
-        double s = 0;
-        for (index_t k = i * HW; k < (i + 1) * HW; ++k) s += static_cast<double>(pdy[k]) * static_cast<double>(px[k]);
+        double sdy = 0, s = 0;  // sum(dy), sum(dy * x)
+        ops::detail::sum_grad(px + i * HW, pdy + i * HW, static_cast<const T*>(nullptr), HW, 0.0, sdy, s);
         dz2[static_cast<std::size_t>(i)] = s * static_cast<double>(Gate::derivative(c.z2.data()[i]));
       }
     });
