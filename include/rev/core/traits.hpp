@@ -25,18 +25,28 @@ constexpr int out_channels_of() {
   else return any_channels;
 }
 
+/// How a layer without stated channel counts changes the count: out = in * factor (e.g. 4 for a
+/// space-to-depth with block 2); 1 for layers that keep it.
+template <class L>
+constexpr int channel_factor_of() {
+  if constexpr (requires { L::channel_factor; }) return L::channel_factor;
+  else return 1;
+}
+
 /// Whether two channel counts can be the same (any_channels matches everything).
 constexpr bool channels_match(int a, int b) { return a == any_channels || b == any_channels || a == b; }
 
 /// The index of the first block whose input channels differ from the channels reaching it, or
 /// -1. Channel-agnostic blocks pass the count through, so Conv<3,8>, ReLU, Conv<4,4> is caught.
 template <std::size_t N>
-constexpr int first_channel_break(const std::array<int, N>& in, const std::array<int, N>& out) {
+constexpr int first_channel_break(const std::array<int, N>& in, const std::array<int, N>& out,
+                                  const std::array<int, N>& factor) {
   int current = any_channels;
   for (std::size_t i = 0; i < N; ++i) {
     if (!channels_match(current, in[i])) return static_cast<int>(i);
     if (out[i] != any_channels) current = out[i];
-    else if (in[i] != any_channels) current = in[i];
+    else if (in[i] != any_channels) current = in[i] * factor[i];
+    else if (current != any_channels) current *= factor[i];
   }
   return -1;
 }

@@ -102,7 +102,8 @@ constexpr int first_unchainable() {
           : void()),
      ...);
   }(std::make_index_sequence<sizeof...(S) - 1>{});
-  if (bad < 0) bad = first_channel_break<sizeof...(S)>({in_channels_of<S>()...}, {out_channels_of<S>()...});
+  if (bad < 0) bad = first_channel_break<sizeof...(S)>({in_channels_of<S>()...}, {out_channels_of<S>()...},
+                                                {channel_factor_of<S>()...});
   return bad;
 }
 }  // namespace detail

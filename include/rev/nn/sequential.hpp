@@ -16,7 +16,8 @@ namespace detail {
 // The index of the first layer whose input channels differ from those reaching it, or -1.
 template <class... L>
 constexpr int first_channel_mismatch() {
-  return first_channel_break<sizeof...(L)>({in_channels_of<L>()...}, {out_channels_of<L>()...});
+  return first_channel_break<sizeof...(L)>({in_channels_of<L>()...}, {out_channels_of<L>()...},
+                                                {channel_factor_of<L>()...});
 }
 
 // Channel-agnostic layers keep their channel count, so a sequence's input channels are those of

@@ -18,6 +18,7 @@ class SpaceToDepth : public layer_types<T, B>, public no_parameters {
   using tensor_type = Tensor<T, B>;
   struct cache {};
   static constexpr int block = Block;
+  static constexpr int channel_factor = Block * Block;
   static constexpr ops::s2d_order order = Order;
 
   tensor_type forward(const tensor_type& x, context&) { return ops::space_to_depth(x, Block, Order); }

@@ -15,6 +15,7 @@
 #include "rev/core/layer.hpp"
 #include "rev/core/traits.hpp"
 #include "rev/coupling/coupling.hpp"
+#include "rev/graph/chain.hpp"
 #include "rev/testing/check_gradients.hpp"
 
 namespace rev::testing {
@@ -105,10 +106,15 @@ struct reversible_gradient_report {
   }
 };
 
+/// A block that runs in Stored and Reversible mode: a coupling, or a Chain/Repeat (whose tape
+/// chooses the mode) that may mix couplings with ordinary, checkpointed layers.
+template <class C>
+concept ReversibleRunnable = Coupling<C> || std::constructible_from<typename C::cache, mode>;
+
 /// Trains one step of `block` on x in Stored mode and in Reversible mode (the same random
 /// output gradient, the same generator state, buffers restored in between) and compares the
 /// input gradients and every parameter gradient.
-template <Coupling C>
+template <ReversibleRunnable C>
 reversible_gradient_report check_reversible_gradients(C& block, const input_t<C>& x, std::uint64_t seed = 5) {
   using T = typename C::value_type;
   std::vector<std::pair<Tensor<T, typename C::backend>*, Tensor<T, typename C::backend>>> buffers;
@@ -131,7 +137,12 @@ reversible_gradient_report check_reversible_gradients(C& block, const input_t<C>
       for_each_tensor(d, [&](auto& t) { t = random_uniform<T>(t.shape(), s++); });
       return d;
     };
-    if (reversible) {
+    if constexpr (std::constructible_from<typename C::cache, mode>) {
+      typename C::cache tape{reversible ? mode::reversible : mode::stored};
+      output_t<C> y = block.forward(x, ctx, tape);
+      dy = make_dy(y);
+      dx = block.backward(tape, dy);
+    } else if (reversible) {
       output_t<C> y = block.forward(x, ctx);
       dy = make_dy(y);
       dx = block.backward_reversible(y, dy).dx;
