@@ -349,6 +349,12 @@ TEST_CASE("batch-norm errors") {
                        "rev::ops::batch_norm_update_running: the unbiased variance needs more than 1 value per "
                        "channel, got n = 1",
                        value_error);
+  ops::batch_stats<float> st2{Tensor<float>({1, 3}), Tensor<float>({3})}, st3{Tensor<float>({3}), Tensor<float>({4})};
+  CHECK_THROWS_WITH_AS(ops::batch_norm_update_running(rm, rv, st2, 1e-5, 4, 0.1),
+                       "rev::ops::batch_norm_update_running: stats.mean has extents [1, 3], expected rank 1",
+                       shape_error);
+  CHECK_THROWS_WITH_AS(ops::batch_norm_update_running(rm, rv, st3, 1e-5, 4, 0.1),
+                       "rev::ops::batch_norm_update_running: stats.invstd has extents [4], expected [3]", shape_error);
   CHECK_THROWS_WITH_AS(ops::batch_norm_update_running(rbad, rv, st, 1e-5, 4, 0.1),
                        "rev::ops::batch_norm_update_running: running_mean has extents [4], expected [3]", shape_error);
   CHECK_THROWS_WITH_AS(ops::batch_norm_update_running(rm, rbad, st, 1e-5, 4, 0.1),

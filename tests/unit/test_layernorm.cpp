@@ -201,6 +201,23 @@ TEST_CASE("layer-norm errors") {
                        "rev::ops::layer_norm: input has rank 0, expected [..., D]", shape_error);
   CHECK_THROWS_WITH_AS(ops::layer_norm(t, Tensor<float>({5}), w, 1e-5),
                        "rev::ops::layer_norm: weight has extents [5], expected [3]", shape_error);
+  CHECK_THROWS_WITH_AS(ops::layer_norm(t, w, Tensor<float>({3, 1}), 1e-5),
+                       "rev::ops::layer_norm: bias has extents [3, 1], expected [3]", shape_error);
+  CHECK_THROWS_WITH_AS(ops::layer_norm_backward(Tensor<float>(), w, 1e-5, t, nullptr, nullptr),
+                       "rev::ops::layer_norm_backward: input has rank 0, expected [..., D]", shape_error);
+  CHECK_THROWS_WITH_AS(ops::layer_norm_backward(t, Tensor<float>({5}), 1e-5, t, nullptr, nullptr),
+                       "rev::ops::layer_norm_backward: weight has extents [5], expected [3]", shape_error);
+  CHECK_THROWS_WITH_AS(ops::layer_norm_backward(t, w, 1e-5, t, nullptr, &bad),
+                       "rev::ops::layer_norm_backward: dbias has extents [2], expected [3]", shape_error);
+  CHECK_THROWS_WITH_AS(ops::layer_norm_backward(t, w, -1e-5, t, nullptr, nullptr),
+                       "rev::ops::layer_norm_backward: eps must be finite and >= 0, got -1e-05", value_error);
+  CHECK_THROWS_WITH_AS(ops::layer_norm_channels_backward(t, w, 1e-6, t, nullptr, nullptr),
+                       "rev::ops::layer_norm_channels_backward: input has rank 2 (extents [5, 3]), expected rank 4",
+                       shape_error);
+  CHECK_THROWS_WITH_AS(ops::layer_norm_channels_backward(x, Tensor<float>({4}), 1e-6, x, nullptr, nullptr),
+                       "rev::ops::layer_norm_channels_backward: weight has extents [4], expected [3]", shape_error);
+  CHECK_THROWS_WITH_AS(ops::layer_norm_channels_backward(x, w, INFINITY, x, nullptr, nullptr),
+                       "rev::ops::layer_norm_channels_backward: eps must be finite and >= 0, got inf", value_error);
   CHECK_THROWS_WITH_AS(ops::layer_norm(t, w, w, NAN), "rev::ops::layer_norm: eps must be finite and >= 0, got nan",
                        value_error);
   CHECK_THROWS_WITH_AS(ops::layer_norm_backward(t, w, 1e-5, Tensor<float>({3, 5}), nullptr, nullptr),
