@@ -1,5 +1,6 @@
-// rev: reversible neural networks in header-only C++20. Umbrella header for CPU users; it never
-// includes anything of the CUDA backend.
+// rev: reversible neural networks in header-only C++20. The umbrella header for CPU users: every
+// layer, op and coupling of the CPU backend. It never includes anything of the CUDA backend, and
+// not the optional xtensor interop (<rev/interop/xtensor.hpp>).
 #pragma once
 
 #include "rev/core/errors.hpp"
@@ -8,8 +9,44 @@
 #include "rev/core/parallel.hpp"
 #include "rev/core/rng.hpp"
 #include "rev/core/tensor.hpp"
+#include "rev/core/traits.hpp"
+
 #include "rev/cpu/activation.hpp"
+#include "rev/cpu/attention.hpp"
+#include "rev/cpu/batchnorm.hpp"
+#include "rev/cpu/channels.hpp"
+#include "rev/cpu/conv2d.hpp"
+#include "rev/cpu/dropout.hpp"
 #include "rev/cpu/elementwise.hpp"
-#include "rev/io/safetensors.hpp"
+#include "rev/cpu/layernorm.hpp"
+#include "rev/cpu/linear.hpp"
+#include "rev/cpu/loss.hpp"
+#include "rev/cpu/pool.hpp"
+#include "rev/cpu/resample.hpp"
+#include "rev/cpu/softmax.hpp"
+#include "rev/cpu/space_to_depth.hpp"
+
 #include "rev/nn/activation.hpp"
+#include "rev/nn/attention.hpp"
+#include "rev/nn/batchnorm.hpp"
+#include "rev/nn/conv2d.hpp"
+#include "rev/nn/dropout.hpp"
+#include "rev/nn/flatten.hpp"
+#include "rev/nn/init.hpp"
+#include "rev/nn/layernorm.hpp"
+#include "rev/nn/linear.hpp"
+#include "rev/nn/pool.hpp"
+#include "rev/nn/resample.hpp"
+#include "rev/nn/sequential.hpp"
+#include "rev/nn/space_to_depth.hpp"
+#include "rev/nn/squeeze_excite.hpp"
+
+#include "rev/additive.hpp"
+#include "rev/affine.hpp"
+#include "rev/column.hpp"
+#include "rev/silo.hpp"
+
+#include "rev/io/safetensors.hpp"
 #include "rev/testing/check_gradients.hpp"
+#include "rev/testing/check_invertible.hpp"
+#include "rev/train/sgd.hpp"
