@@ -3,6 +3,7 @@
 // "running_mean", "running_var"; PyTorch's int64 "num_batches_tracked" is not kept).
 #pragma once
 
+#include <cmath>
 #include <string>
 
 #include "rev/core/layer.hpp"
