@@ -108,8 +108,8 @@ class Column {
       tensor_type ul = L + 1 < M ? accumulated(db[L + 1], u) : db[L + 1];
       auto [dlow, dhigh] = fuse.backward(std::get<L>(c.fuse), ul);
       level_backward(L, ul, c.a[L + 1], da);
-      if (!dhigh.empty()) add_to(da[L + 2], dhigh);
-      if (L == 0) add_to(da[0], dlow);
+      if (!dhigh.empty()) ops::accumulate(da[L + 2], dhigh);
+      if (L == 0) ops::accumulate(da[0], dlow);
       else u = dlow;
     });
     c = cache{};
@@ -142,8 +142,8 @@ class Column {
       tensor_type ul = L + 1 < M ? accumulated(db[L + 1], u) : db[L + 1];
       auto [dlow, dhigh] = fuse.backward(fc, ul);
       level_backward(L, ul, a[L + 1], da);
-      if (!dhigh.empty()) add_to(da[L + 2], dhigh);
-      if (L == 0) add_to(da[0], dlow);
+      if (!dhigh.empty()) ops::accumulate(da[L + 2], dhigh);
+      if (L == 0) ops::accumulate(da[0], dlow);
       else u = dlow;
     });
     return {std::move(a), std::move(da)};
@@ -204,14 +204,9 @@ class Column {
         for (index_t i = 0; i < hw; ++i) s += static_cast<double>(pu[i]) * pa[i];
         g.grad.data()[ch] += static_cast<value_type>(s);
       }
-    add_to(da[l + 1], scale(l, ul, false));
+    ops::accumulate(da[l + 1], scale(l, ul, false));
   }
 
-  static void add_to(tensor_type& acc, const tensor_type& t) {
-    if (acc.empty()) acc = t;
-    else if (acc.unique()) ops::add_(acc, t);
-    else acc = ops::add(acc, t);
-  }
   static tensor_type accumulated(const tensor_type& a, const tensor_type& b) { return b.empty() ? a : ops::add(a, b); }
 
   output_type run(const input_type& a, context& ctx, cache* c) {

@@ -137,12 +137,12 @@ class Silo {
   input_type backward(cache& c, const output_type& dy) {
     output_type dz = dy, db;
     for (int j = 0; j + 1 < n; ++j) std::tie(dz[j], db[j]) = Merge::backward(c.z[j], c.b[j], dy[j]);
-    for_each_up([&](auto& g, auto k) { accumulate(dz[P::up[k].first], g.backward(std::get<k>(c.up), db[P::up[k].second])); });
+    for_each_up([&](auto& g, auto k) { ops::accumulate(dz[P::up[k].first], g.backward(std::get<k>(c.up), db[P::up[k].second])); });
     input_type dx;
     output_type da = dz;
     for (int j = 1; j < n_in; ++j) std::tie(dx[j], da[j]) = Merge::backward(c.x[j], c.a[j], dz[j]);
     dx[0] = dz[0];
-    for_each_down([&](auto& f, auto k) { accumulate(dx[P::down[k].first], f.backward(std::get<k>(c.down), da[P::down[k].second])); });
+    for_each_down([&](auto& f, auto k) { ops::accumulate(dx[P::down[k].first], f.backward(std::get<k>(c.down), da[P::down[k].second])); });
     c = cache{};
     return dx;
   }
@@ -151,14 +151,14 @@ class Silo {
     output_type z = y;
     for (int j = n - 2; j >= 0; --j) {  // eq. (4) undone top-down: z_i, i > j, are known
       tensor_type b;
-      for_each_up_to(j, [&](auto& g, auto k) { accumulate(b, g.forward(z[P::up[k].first], ctx)); });
+      for_each_up_to(j, [&](auto& g, auto k) { ops::accumulate(b, g.forward(z[P::up[k].first], ctx)); });
       z[j] = Merge::separate(y[j], b);
     }
     input_type x;
     x[0] = z[0];
     for (int j = 1; j < n_in; ++j) {  // eq. (3) undone bottom-up: x_i, i < j, are known
       tensor_type a;
-      for_each_down_to(j, [&](auto& f, auto k) { accumulate(a, f.forward(x[P::down[k].first], ctx)); });
+      for_each_down_to(j, [&](auto& f, auto k) { ops::accumulate(a, f.forward(x[P::down[k].first], ctx)); });
       x[j] = Merge::separate(z[j], a);
     }
     return x;
@@ -171,11 +171,11 @@ class Silo {
     output_type z = y, dz = dy;
     for (int j = n - 2; j >= 0; --j) {  // up half: each G evaluated once, for z_j and for its gradient
       tensor_type b, db;
-      for_each_up_to(j, [&](auto& g, auto k) { accumulate(b, g.forward(z[P::up[k].first], ctx, std::get<k>(uc))); });
+      for_each_up_to(j, [&](auto& g, auto k) { ops::accumulate(b, g.forward(z[P::up[k].first], ctx, std::get<k>(uc))); });
       z[j] = Merge::separate(y[j], b);
       std::tie(dz[j], db) = Merge::backward(z[j], b, dy[j]);
       for_each_up_to(j, [&](auto& g, auto k) {
-        accumulate(dz[P::up[k].first], g.backward(std::get<k>(uc), db));
+        ops::accumulate(dz[P::up[k].first], g.backward(std::get<k>(uc), db));
         std::get<k>(uc) = {};
       });
     }
@@ -184,15 +184,15 @@ class Silo {
     dx[0] = dz[0];
     for (int j = 1; j < n; ++j) {  // down half: each F evaluated once, for x_j and for its gradient
       tensor_type a, da = dz[j];
-      for_each_down_to(j, [&](auto& f, auto k) { accumulate(a, f.forward(x[P::down[k].first], ctx, std::get<k>(dc))); });
+      for_each_down_to(j, [&](auto& f, auto k) { ops::accumulate(a, f.forward(x[P::down[k].first], ctx, std::get<k>(dc))); });
       if (j < n_in) {
         x[j] = Merge::separate(z[j], a);
         tensor_type dxj;
         std::tie(dxj, da) = Merge::backward(x[j], a, dz[j]);
-        accumulate(dx[j], dxj);
+        ops::accumulate(dx[j], dxj);
       }
       for_each_down_to(j, [&](auto& f, auto k) {
-        accumulate(dx[P::down[k].first], f.backward(std::get<k>(dc), da));
+        ops::accumulate(dx[P::down[k].first], f.backward(std::get<k>(dc), da));
         std::get<k>(dc) = {};
       });
     }
@@ -221,12 +221,6 @@ class Silo {
     for (std::size_t k = 0; k < pairs.size(); ++k)
       if (pairs[k].first == i && pairs[k].second == j) return k;
     return pairs.size();
-  }
-
-  static void accumulate(tensor_type& acc, const tensor_type& t) {
-    if (acc.empty()) acc = t;
-    else if (acc.unique()) ops::add_(acc, t);
-    else acc = ops::add(acc, t);
   }
 
   template <class Fn>
@@ -284,7 +278,7 @@ class Silo {
       tensor_type out = c ? f.forward(x[i], ctx, std::get<k>(c->down)) : f.forward(x[i], ctx);
       if (j < n_in) check_transform("F", i, j, out, x[j].shape());
       else if (!a[j].empty()) check_transform("F", i, j, out, level_shape(a[j].shape()));
-      accumulate(a[j], out);
+      ops::accumulate(a[j], out);
     });
     output_type z;
     z[0] = x[0];
@@ -294,7 +288,7 @@ class Silo {
       constexpr int i = P::up[k].first, j = P::up[k].second;
       tensor_type out = c ? g.forward(z[i], ctx, std::get<k>(c->up)) : g.forward(z[i], ctx);
       check_transform("G", i, j, out, z[j].shape());
-      accumulate(b[j], out);
+      ops::accumulate(b[j], out);
     });
     output_type y;
     y[n - 1] = z[n - 1];

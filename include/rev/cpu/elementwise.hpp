@@ -65,6 +65,15 @@ template <Scalar T>
 void add_(Tensor<T>& a, const Tensor<T>& b) {
   zip_inplace(a, b, [](T x, T y) { return x + y; }, "rev::ops::add_");
 }
+/// acc += t, where an empty acc becomes t; updates acc's buffer in place only when no other
+/// handle shares it (sums of transform outputs and gradients build up this way).
+template <Scalar T>
+void accumulate(Tensor<T>& acc, const Tensor<T>& t) {
+  if (acc.empty()) acc = t;
+  else if (acc.unique()) add_(acc, t);
+  else acc = add(acc, t);
+}
+
 /// a -= b
 template <Scalar T>
 void sub_(Tensor<T>& a, const Tensor<T>& b) {
