@@ -16,6 +16,7 @@
 #include "rev/nn/batchnorm.hpp"
 #include "rev/nn/conv2d.hpp"
 #include "rev/nn/resample.hpp"
+#include "rev/nn/sequential.hpp"
 #include "rev/silo.hpp"
 
 using namespace rev;
