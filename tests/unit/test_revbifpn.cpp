@@ -166,3 +166,13 @@ TEST_CASE("RevBiFPN: bad inputs and bad weight files") {
   f.entries.erase(key);
   CHECK_THROWS_WITH_AS(net.load(f), doctest::Contains("missing key"), io_error);
 }
+
+TEST_CASE("RevBiFPN-S0: the backbone is invertible (the image comes back from the pyramid)") {
+  RevBiFPN<rb::S0> net(0.0);
+  context eval{phase::eval};
+  const Tensor<float> image = test::random<float>({2, 3, 64, 64}, 11);
+  const auto p = net.features(image, eval);
+  CHECK(p[0].shape() == Shape{2, 48, 16, 16});
+  CHECK(p[3].shape() == Shape{2, 160, 2, 2});
+  CHECK(test::max_rel_error(net.backbone().inverse(p, eval), image) < 1e-4);
+}

@@ -470,6 +470,10 @@ class RevBiFPN {
 
   /// Logits, keeping in `tape` what backward needs (stored) or only the pyramid (reversible).
   tensor_type forward(const tensor_type& image, context& ctx, cache& tape) {
+    // The reversible backward re-evaluates in the recompute phase, which replays train-phase
+    // batch statistics (core/layer.hpp).
+    check<value_error>(tape.backbone.m == mode::stored || ctx.mode == phase::train, name(),
+                       ": a reversible tape needs a train-phase forward (use mode::stored for eval-phase gradients)");
     pyramid p = backbone_.forward(stack(image), ctx, tape.backbone);
     pyramid n;
     if (tape.backbone.m == mode::reversible) {
