@@ -86,6 +86,8 @@ std::vector<conv_case> cases() {
       {{2, 3, 8, 9}, 3, 3, 3, {1, 2, 2, 1, 2, 1, 3}, false},  // depthwise, mixed strides
       {{1, 3, 1, 1}, 3, 3, 3, P(1, 1, 1, 3), false},    // depthwise on 1x1 maps
       {{1, 2, 6, 7}, 2, 3, 3, P(1, 3, 1, 2), false},    // depthwise, padding beyond the kernel
+      {{2, 12, 9, 10}, 12, 3, 3, P(2, 1, 1, 12), true}, // depthwise, a full and a partial group of 8
+      {{1, 16, 11, 9}, 16, 5, 5, P(1, 2, 1, 16), false},// depthwise, two full groups
       {{2, 5, 8, 7}, 6, 3, 3, P(1, 1), false},          // dense 3x3
       {{1, 3, 9, 10}, 4, 3, 3, P(2, 1), true},          // dense 3x3 stride 2
       {{2, 16, 24, 24}, 5, 3, 3, P(1, 1), true},        // dense 3x3, several im2col tiles
@@ -292,11 +294,11 @@ TEST_CASE("conv2d: an empty batch gives an empty output") {
 // nn::Conv2d
 
 TEST_CASE("nn::Conv2d: parameters, options and PyTorch's default initialisation") {
-  nn::Conv2d<16, 32, {.kernel = 3, .stride = 2, .groups = 4, .bias = true}> conv;
+  nn::Conv2d<16, 32, nn::conv_opts{.kernel = 3, .stride = 2, .groups = 4, .bias = true}> conv;
   static_assert(decltype(conv)::in_channels == 16 && decltype(conv)::out_channels == 32);
   static_assert(decltype(conv)::padding == 1);
-  static_assert(nn::Conv2d<8, 8, {.kernel = 5, .dilation = 2}>::padding == 4);
-  static_assert(nn::Conv2d<8, 8, {.kernel = 5, .padding = 0}>::padding == 0);
+  static_assert(nn::Conv2d<8, 8, nn::conv_opts{.kernel = 5, .dilation = 2}>::padding == 4);
+  static_assert(nn::Conv2d<8, 8, nn::conv_opts{.kernel = 5, .padding = 0}>::padding == 0);
   static_assert(Layer<nn::Conv2d<8, 8>>);
   std::vector<std::string> names;
   conv.for_each_parameter([&](const std::string& n, Param<float>& p) {
@@ -322,13 +324,13 @@ TEST_CASE("nn::Conv2d: parameters, options and PyTorch's default initialisation"
   CHECK(plain.bias.value.empty());
 
   Generator g1(5), g2(5);
-  nn::Conv2d<4, 8, {.kernel = 3}> a(g1), b(g2);
+  nn::Conv2d<4, 8, nn::conv_opts{.kernel = 3}> a(g1), b(g2);
   CHECK(test::max_abs_error(a.weight.value, b.weight.value) == 0);
 }
 
 TEST_CASE("nn::Conv2d: forward and backward are the op's; gradients equal finite differences") {
   Generator gen(3);
-  nn::Conv2d<4, 6, {.kernel = 3, .stride = 2, .groups = 2, .bias = true}, double> conv(gen);
+  nn::Conv2d<4, 6, nn::conv_opts{.kernel = 3, .stride = 2, .groups = 2, .bias = true}, double> conv(gen);
   const auto x = test::random({2, 4, 7, 6}, 31);
   context ctx{phase::train};
   decltype(conv)::cache c;
@@ -338,7 +340,7 @@ TEST_CASE("nn::Conv2d: forward and backward are the op's; gradients equal finite
 
   auto r = testing::check_gradients(conv, x);
   CHECK_MESSAGE(r.ok(), r.str());
-  nn::Conv2d<6, 6, {.kernel = 5, .groups = 6}, double> dw(gen);
+  nn::Conv2d<6, 6, nn::conv_opts{.kernel = 5, .groups = 6}, double> dw(gen);
   r = testing::check_gradients(dw, test::random({1, 6, 6, 5}, 32));
   CHECK_MESSAGE(r.ok(), r.str());
 }

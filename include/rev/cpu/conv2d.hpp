@@ -8,8 +8,9 @@
 //
 // Three kernels, picked by the geometry:
 //   pointwise  1x1, stride 1, no padding: one GEMM per sample and group, W [Co x Ci] * X [Ci x HW];
-//   depthwise  groups == C_in == C_out: a direct kernel over each (sample, channel) plane whose
-//              innermost loops run over contiguous output columns;
+//   depthwise  groups == C_in == C_out: a direct kernel on groups of 8 channels interleaved so
+//              that each tap is one 8-wide multiply-add; the backward computes dW directly, and
+//              dX as the forward of dy with the flipped filter (stride 1) or by scattering;
 //   general    im2col over tiles of output positions (bounded scratch) + GEMM; the backward
 //              computes dW = dY * cols^T and dX = col2im(W^T * dY).
 #pragma once
@@ -301,194 +302,272 @@ void general_backward(const conv_geometry& g, const T* x, const T* w, const T* d
 }
 
 // ---------------------------------------------------------------------------------------------
-// Depthwise (groups == C_in == C_out): one k_h x k_w filter per channel.
+// Depthwise (groups == C_in == C_out): one k_h x k_w filter per channel, applied directly.
 //
-// Each input plane is first copied into a zero-padded scratch plane whose rows are split into
-// s_w phases (phase r holds padded columns r, r + s_w, r + 2 s_w, ...). Tap (u, v) of output row i
-// then reads phase (v d_w) mod s_w of padded row i s_h + u d_h, from column floor(v d_w / s_w) on,
-// contiguously for all output columns j: the inner loops are unit-stride and vectorise.
+// The planes of `lanes` consecutive channels of one sample are interleaved (register-transposed)
+// into a zero-padded buffer P[Hp][Wp][lanes], channel fastest, so that every tap of every output
+// pixel is one lanes-wide multiply-add, whatever the stride and however small the plane (the
+// networks' depthwise convs run on 7x7 to 56x56 maps with strides 1 to 8). Lanes past the last
+// channel hold zeros.
 
-struct phased_plane {
-  index_t rows, phase_len, row_stride;  // padded rows; elements per phase; elements per padded row
-  index_t pad_h, pad_w, stride_w;
+inline constexpr index_t lanes = 8;
 
-  explicit phased_plane(const conv_geometry& g)
-      : rows(g.h + 2 * index_t{g.p.pad_h}),
-        phase_len((g.w + 2 * index_t{g.p.pad_w} + g.p.stride_w - 1) / g.p.stride_w),
-        row_stride(g.p.stride_w * phase_len),
-        pad_h(g.p.pad_h),
-        pad_w(g.p.pad_w),
-        stride_w(g.p.stride_w) {}
-  index_t size() const { return rows * row_stride; }
-  // Where padded column c of a row lies.
-  index_t column(index_t c) const { return c % stride_w * phase_len + c / stride_w; }
+// Eigen's packets are vector types with alignment attributes, which g++ warns about dropping
+// when they are template arguments (PacketBlock<packet, P>); Eigen itself silences this too.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wignored-attributes"
 
-  template <class T>
-  void load(const T* src, index_t h, index_t w, T* dst) const {
-    std::fill(dst, dst + pad_h * row_stride, T(0));
-    std::fill(dst + (pad_h + h) * row_stride, dst + rows * row_stride, T(0));
-    for (index_t y = 0; y < h; ++y) {
-      T* row = dst + (y + pad_h) * row_stride;
-      const T* s = src + y * w;
-      if (stride_w == 1) {
-        std::fill(row, row + pad_w, T(0));
-        std::copy(s, s + w, row + pad_w);
-        std::fill(row + pad_w + w, row + row_stride, T(0));
-      } else {
-        for (index_t c = 0; c < row_stride; ++c) {
-          const index_t x = c - pad_w;
-          row[column(c)] = x >= 0 && x < w ? s[x] : T(0);
+// dst[j lanes + l] = src[l stride + j] for j < n, l < lanes: nl rows of src become the first nl
+// lanes of n interleaved vectors (lanes past nl are zero). With full groups, in register-
+// transposed tiles of Eigen's packets (P x P with P the packet size, when it divides lanes).
+template <class T>
+void to_lanes(const T* src, index_t stride, index_t nl, index_t n, T* dst) {
+  using namespace Eigen::internal;
+  using packet = typename packet_traits<T>::type;
+  constexpr int P = packet_traits<T>::size;
+  index_t j = 0;
+  if constexpr (P >= 2 && lanes % P == 0) {
+    if (nl == lanes)
+      for (; j + P <= n; j += P)
+        for (index_t lb = 0; lb < lanes; lb += P) {
+          PacketBlock<packet, P> b;
+          for (int r = 0; r < P; ++r) b.packet[r] = ploadu<packet>(src + (lb + r) * stride + j);
+          ptranspose(b);
+          for (int r = 0; r < P; ++r) pstoreu(dst + (j + r) * lanes + lb, b.packet[r]);
         }
-      }
+  }
+  for (; j < n; ++j)
+    for (index_t l = 0; l < lanes; ++l) dst[j * lanes + l] = l < nl ? src[l * stride + j] : T(0);
+}
+
+// dst[l stride + j] = src[j lanes + l] for j < n, l < nl: the inverse of to_lanes.
+template <class T>
+void from_lanes(const T* src, index_t n, index_t nl, T* dst, index_t stride) {
+  using namespace Eigen::internal;
+  using packet = typename packet_traits<T>::type;
+  constexpr int P = packet_traits<T>::size;
+  index_t j = 0;
+  if constexpr (P >= 2 && lanes % P == 0) {
+    if (nl == lanes)
+      for (; j + P <= n; j += P)
+        for (index_t lb = 0; lb < lanes; lb += P) {
+          PacketBlock<packet, P> b;
+          for (int r = 0; r < P; ++r) b.packet[r] = ploadu<packet>(src + (j + r) * lanes + lb);
+          ptranspose(b);
+          for (int r = 0; r < P; ++r) pstoreu(dst + (lb + r) * stride + j, b.packet[r]);
+        }
+  }
+  for (; j < n; ++j)
+    for (index_t l = 0; l < nl; ++l) dst[l * stride + j] = src[j * lanes + l];
+}
+
+#pragma GCC diagnostic pop
+
+struct lanes_layout {
+  index_t c, h, w, ho, wo, ph, pw, sh, sw, hp, wp, taps;
+  std::vector<index_t> off;  // per tap (u, v): (u d_h Wp + v d_w) lanes
+
+  explicit lanes_layout(const conv_geometry& g)
+      : c(g.c_in), h(g.h), w(g.w), ho(g.ho), wo(g.wo), ph(g.p.pad_h), pw(g.p.pad_w), sh(g.p.stride_h),
+        sw(g.p.stride_w), hp(g.h + 2 * index_t{g.p.pad_h}), wp(g.w + 2 * index_t{g.p.pad_w}), taps(g.taps()) {
+    for (index_t u = 0; u < g.kh; ++u)
+      for (index_t v = 0; v < g.kw; ++v) off.push_back((u * g.p.dilation_h * wp + v * g.p.dilation_w) * lanes);
+  }
+  index_t groups() const { return (c + lanes - 1) / lanes; }
+  index_t size() const { return hp * wp * lanes; }
+  // The first element of the lanes read by output pixel (i, j) at tap (0, 0).
+  index_t origin(index_t i, index_t j) const { return (i * sh * wp + j * sw) * lanes; }
+
+  // p = channels [c0, c0 + lanes) of one sample's planes x [C, h, w], interleaved and padded.
+  template <class T>
+  void load(const T* x, index_t c0, T* p) const {
+    std::fill(p, p + ph * wp * lanes, T(0));
+    std::fill(p + (ph + h) * wp * lanes, p + size(), T(0));
+    const index_t nl = std::min(lanes, c - c0);
+    for (index_t y = 0; y < h; ++y) {
+      T* row = p + (y + ph) * wp * lanes;
+      std::fill(row, row + pw * lanes, T(0));
+      to_lanes(x + c0 * h * w + y * w, h * w, nl, w, row + pw * lanes);
+      std::fill(row + (pw + w) * lanes, row + wp * lanes, T(0));
     }
   }
-  // dst[y, x] = the padded plane's element (y + pad_h, x + pad_w).
+  // Planes [c0, c0 + lanes) (those below C) of out [C, rows, cols] = z[rows][cols][lanes],
+  // whose rows start `stride` lanes-vectors apart.
   template <class T>
-  void store(const T* src, index_t h, index_t w, T* dst) const {
-    for (index_t y = 0; y < h; ++y) {
-      const T* row = src + (y + pad_h) * row_stride;
-      for (index_t x = 0; x < w; ++x) dst[y * w + x] = row[column(x + pad_w)];
-    }
+  void store(const T* z, index_t rows, index_t cols, index_t stride, index_t c0, T* out) const {
+    const index_t nl = std::min(lanes, c - c0);
+    for (index_t i = 0; i < rows; ++i) from_lanes(z + i * stride * lanes, cols, nl, out + c0 * rows * cols + i * cols, rows * cols);
+  }
+  // z[i][j][lanes] = channels [c0, c0 + lanes) of dy [C, ho, wo] (zero past C).
+  template <class T>
+  void interleave_output(const T* dy, index_t c0, T* z) const {
+    to_lanes(dy + c0 * ho * wo, ho * wo, std::min(lanes, c - c0), ho * wo, z);
+  }
+  // wt[t][lanes] = the weights of channels [c0, c0 + lanes) (zero past C); weight is [C, taps].
+  template <class T>
+  void interleave_weights(const T* weight, index_t c0, T* wt) const {
+    for (index_t t = 0; t < taps; ++t)
+      for (index_t l = 0; l < lanes; ++l) wt[t * lanes + l] = c0 + l < c ? weight[(c0 + l) * taps + t] : T(0);
   }
 };
 
-// out[j] += sum_{t < B} wv[t] * src[t][j] for j < n: B taps per pass over the output row.
-template <int B, class T>
-void taps_axpy(T* __restrict out, const T* const* src, const T* wv, index_t n) {
-  const T* s[B];
-  T c[B];
-  for (int t = 0; t < B; ++t) s[t] = src[t], c[t] = wv[t];
-  for (index_t j = 0; j < n; ++j) {
-    T acc = out[j];
-    for (int t = 0; t < B; ++t) acc += c[t] * s[t][j];
-    out[j] = acc;
-  }
+// A vector of `lanes` elements (one per interleaved channel), as Eigen packets.
+template <class T>
+using lane_vec = Eigen::Array<T, lanes, 1>;
+template <class T>
+Eigen::Map<const lane_vec<T>> lane(const T* p) {
+  return Eigen::Map<const lane_vec<T>>(p);
+}
+template <class T>
+Eigen::Map<lane_vec<T>> lane(T* p) {
+  return Eigen::Map<lane_vec<T>>(p);
 }
 
+// Output pixels q0 .. q0 + J - 1 (row-major over Ho x Wo) of one channel group:
+// z[q] = bias + sum_t wt[t] * p[origin(q) + off_t], J independent accumulators.
+template <int J, class T>
+void lanes_pixels(const lanes_layout& l, const T* p, const T* wt, const T* bias, index_t q0, T* z) {
+  lane_vec<T> acc[J];
+  const T* src[J];
+  for (int jj = 0; jj < J; ++jj) {
+    src[jj] = p + l.origin((q0 + jj) / l.wo, (q0 + jj) % l.wo);
+    acc[jj] = lane(bias);
+  }
+  for (index_t t = 0; t < l.taps; ++t) {
+    const lane_vec<T> wv = lane(wt + t * lanes);
+    const index_t o = l.off[static_cast<std::size_t>(t)];
+    for (int jj = 0; jj < J; ++jj) acc[jj] += wv * lane(src[jj] + o);
+  }
+  for (int jj = 0; jj < J; ++jj) lane(z + (q0 + jj) * lanes) = acc[jj];
+}
+
+// All Ho x Wo output pixels of one channel group, 8 at a time.
 template <class T>
-void taps_accumulate(T* out, const T* const* src, const T* wv, index_t taps, index_t n) {
-  index_t t = 0;
-  for (; t + 4 <= taps; t += 4) taps_axpy<4>(out, src + t, wv + t, n);
-  switch (taps - t) {
-    case 3: taps_axpy<3>(out, src + t, wv + t, n); break;
-    case 2: taps_axpy<2>(out, src + t, wv + t, n); break;
-    case 1: taps_axpy<1>(out, src + t, wv + t, n); break;
+void lanes_plane(const lanes_layout& l, const T* p, const T* wt, const T* bias, T* z) {
+  const index_t n = l.ho * l.wo;
+  index_t q = 0;
+  for (; q + 8 <= n; q += 8) lanes_pixels<8>(l, p, wt, bias, q, z);
+  switch (n - q) {
+    case 1: lanes_pixels<1>(l, p, wt, bias, q, z); break;
+    case 2: lanes_pixels<2>(l, p, wt, bias, q, z); break;
+    case 3: lanes_pixels<3>(l, p, wt, bias, q, z); break;
+    case 4: lanes_pixels<4>(l, p, wt, bias, q, z); break;
+    case 5: lanes_pixels<5>(l, p, wt, bias, q, z); break;
+    case 6: lanes_pixels<6>(l, p, wt, bias, q, z); break;
+    case 7: lanes_pixels<7>(l, p, wt, bias, q, z); break;
     default: break;
   }
 }
 
-// acc[t][j] += dy[j] * src[t][j] for j < n: the per-column partial sums of dW's taps.
+// B taps' contributions to dW: acc[t] += sum over output pixels of dz * p[origin + off_t].
 template <int B, class T>
-void taps_products(T* const* acc, const T* const* src, const T* __restrict dy, index_t n) {
-  T* a[B];
-  const T* s[B];
-  for (int t = 0; t < B; ++t) a[t] = acc[t], s[t] = src[t];
-  for (index_t j = 0; j < n; ++j) {
-    const T d = dy[j];
-    for (int t = 0; t < B; ++t) a[t][j] += d * s[t][j];
-  }
-}
-
-template <class T>
-void taps_products(T* const* acc, const T* const* src, const T* dy, index_t taps, index_t n) {
-  index_t t = 0;
-  for (; t + 2 <= taps; t += 2) taps_products<2>(acc + t, src + t, dy, n);
-  if (t < taps) taps_products<1>(acc + t, src + t, dy, n);
-}
-
-// Tap (u, v)'s offset in the phased plane, relative to the start of padded row i s_h.
-inline void tap_offsets(const conv_geometry& g, const phased_plane& pp, index_t* off) {
-  for (index_t u = 0; u < g.kh; ++u)
-    for (index_t v = 0; v < g.kw; ++v) off[u * g.kw + v] = u * g.p.dilation_h * pp.row_stride + pp.column(v * g.p.dilation_w);
-}
-
-// y[plane] = bias + the depthwise correlation of one padded, phased input plane.
-template <class T>
-void depthwise_plane(const conv_geometry& g, const phased_plane& pp, const index_t* off, const T* padded,
-                     const T* wc, T bias, T* yp) {
-  const index_t taps = g.taps();
-  const T* src[64];
-  for (index_t i = 0; i < g.ho; ++i) {
-    T* out = yp + i * g.wo;
-    std::fill(out, out + g.wo, bias);
-    const T* row = padded + i * g.p.stride_h * pp.row_stride;
-    for (index_t t0 = 0; t0 < taps; t0 += 64) {
-      const index_t nt = std::min<index_t>(64, taps - t0);
-      for (index_t t = 0; t < nt; ++t) src[t] = row + off[t0 + t];
-      taps_accumulate(out, src, wc + t0, nt, g.wo);
+void lanes_weight_grad(const lanes_layout& l, const T* p, const T* dz, const index_t* off, T* acc) {
+  lane_vec<T> a[B];
+  for (int t = 0; t < B; ++t) a[t].setZero();
+  for (index_t i = 0; i < l.ho; ++i)
+    for (index_t j = 0; j < l.wo; ++j) {
+      const lane_vec<T> d = lane(dz + (i * l.wo + j) * lanes);
+      const T* base = p + l.origin(i, j);
+      for (int t = 0; t < B; ++t) a[t] += d * lane(base + off[t]);
     }
-  }
+  for (int t = 0; t < B; ++t) lane(acc + t * lanes) += a[t];
 }
 
 template <Scalar T>
 void depthwise_forward(const conv_geometry& g, const T* x, const T* w, const T* bias, T* y) {
-  const phased_plane pp(g);
-  std::vector<index_t> off(static_cast<std::size_t>(g.taps()));
-  tap_offsets(g, pp, off.data());
-  const index_t planes = g.n * g.c_in;
-  parallel_for(planes, grain_for(g.out_plane() * g.taps()), [&](index_t b, index_t e) {
-    Tensor<T> padded = Tensor<T>::uninitialized({pp.size()});
+  const lanes_layout l(g);
+  const index_t groups = l.groups(), po = g.out_plane();
+  parallel_for(g.n * groups, grain_for(po * l.taps * lanes), [&](index_t b, index_t e) {
+    Tensor<T> buf = Tensor<T>::uninitialized({l.size() + po * lanes + (l.taps + 1) * lanes});
+    T* p = buf.data();
+    T* z = p + l.size();
+    T* wt = z + po * lanes;
+    T* bv = wt + l.taps * lanes;
     for (index_t k = b; k < e; ++k) {
-      const index_t c = k % g.c_in;
-      pp.load(x + k * g.in_plane(), g.h, g.w, padded.data());
-      depthwise_plane(g, pp, off.data(), padded.data(), w + c * g.taps(), bias ? bias[c] : T(0), y + k * g.out_plane());
+      const index_t n = k / groups, c0 = k % groups * lanes;
+      l.interleave_weights(w, c0, wt);
+      for (index_t q = 0; q < lanes; ++q) bv[q] = bias && c0 + q < l.c ? bias[c0 + q] : T(0);
+      l.load(x + n * l.c * g.in_plane(), c0, p);
+      lanes_plane(l, p, wt, bv, z);
+      l.store(z, l.ho, l.wo, l.wo, c0, y + n * l.c * po);
     }
   });
 }
 
 template <Scalar T>
 void depthwise_backward(const conv_geometry& g, const T* x, const T* w, const T* dy, T* dw, T* dx) {
-  const phased_plane pp(g);
-  std::vector<index_t> off(static_cast<std::size_t>(g.taps()));
-  tap_offsets(g, pp, off.data());
+  // With stride 1, dx is the forward correlation of dy, zero-padded by (k - 1) d - p, with the
+  // flipped filter: dx[y, x] = sum_{u, v} w[u, v] dy[y + p - u d, x + p - v d].
+  const int flip_h = int(g.kh - 1) * g.p.dilation_h - g.p.pad_h, flip_w = int(g.kw - 1) * g.p.dilation_w - g.p.pad_w;
+  const bool flipped = dx && g.p.stride_h == 1 && g.p.stride_w == 1 && flip_h >= 0 && flip_w >= 0;
   const index_t taps = g.taps(), po = g.out_plane();
-  if (dw) {  // dW[c, t] += sum_{n, i, j} dy[n, c, i, j] * padded x[n, c] at tap t of (i, j)
-    parallel_for(g.c_in, grain_for(g.n * po * taps), [&](index_t b, index_t e) {
-      Tensor<T> padded = Tensor<T>::uninitialized({pp.size()});
-      Tensor<T> acc = Tensor<T>::uninitialized({taps * g.wo});
-      std::vector<T*> a(static_cast<std::size_t>(taps));
-      std::vector<const T*> src(static_cast<std::size_t>(taps));
-      for (index_t t = 0; t < taps; ++t) a[static_cast<std::size_t>(t)] = acc.data() + t * g.wo;
-      for (index_t c = b; c < e; ++c) {
-        acc.fill(T(0));
-        for (index_t i = 0; i < g.n; ++i) {
-          pp.load(x + (i * g.c_in + c) * g.in_plane(), g.h, g.w, padded.data());
-          const T* dyp = dy + (i * g.c_in + c) * po;
-          for (index_t r = 0; r < g.ho; ++r) {
-            const T* row = padded.data() + r * g.p.stride_h * pp.row_stride;
-            for (index_t t = 0; t < taps; ++t) src[static_cast<std::size_t>(t)] = row + off[static_cast<std::size_t>(t)];
-            taps_products(a.data(), src.data(), dyp + r * g.wo, taps, g.wo);
+  if (flipped) {
+    conv_geometry f = g;
+    f.h = g.ho, f.w = g.wo, f.ho = g.h, f.wo = g.w;
+    f.p.pad_h = flip_h, f.p.pad_w = flip_w;
+    std::vector<T> wf(static_cast<std::size_t>(g.c_in * taps));
+    for (index_t c = 0; c < g.c_in; ++c)
+      for (index_t t = 0; t < taps; ++t) wf[static_cast<std::size_t>(c * taps + t)] = w[c * taps + taps - 1 - t];
+    depthwise_forward(f, dy, wf.data(), static_cast<const T*>(nullptr), dx);
+  }
+  const bool scatter = dx && !flipped;
+  if (!dw && !scatter) return;
+  const lanes_layout l(g);
+  parallel_for(l.groups(), grain_for(g.n * po * taps * lanes), [&](index_t b, index_t e) {
+    Tensor<T> buf = Tensor<T>::uninitialized({(scatter ? 2 : 1) * l.size() + po * lanes + 2 * taps * lanes});
+    T* dz = buf.data();      // interleaved dy
+    T* wt = dz + po * lanes;
+    T* acc = wt + taps * lanes;
+    T* p = acc + taps * lanes;  // interleaved padded input
+    T* dp = p + l.size();       // interleaved padded dx
+    for (index_t k = b; k < e; ++k) {
+      const index_t c0 = k * lanes;
+      l.interleave_weights(w, c0, wt);
+      std::fill(acc, acc + taps * lanes, T(0));
+      for (index_t n = 0; n < g.n; ++n) {
+        l.interleave_output(dy + n * l.c * po, c0, dz);
+        if (dw) {  // dW_t = sum over pixels of dz * p[origin + off_t], taps in passes of <= 8
+          l.load(x + n * l.c * g.in_plane(), c0, p);
+          const index_t passes = (taps + 7) / 8;
+          for (index_t pass = 0, t = 0; pass < passes; ++pass) {
+            const index_t nb = (taps - t) / (passes - pass);
+            const index_t* off = l.off.data() + t;
+            T* a = acc + t * lanes;
+            switch (nb) {
+              case 1: lanes_weight_grad<1>(l, p, dz, off, a); break;
+              case 2: lanes_weight_grad<2>(l, p, dz, off, a); break;
+              case 3: lanes_weight_grad<3>(l, p, dz, off, a); break;
+              case 4: lanes_weight_grad<4>(l, p, dz, off, a); break;
+              case 5: lanes_weight_grad<5>(l, p, dz, off, a); break;
+              case 6: lanes_weight_grad<6>(l, p, dz, off, a); break;
+              case 7: lanes_weight_grad<7>(l, p, dz, off, a); break;
+              default: lanes_weight_grad<8>(l, p, dz, off, a); break;
+            }
+            t += nb;
           }
         }
-        for (index_t t = 0; t < taps; ++t) {
-          T s = 0;
-          for (index_t j = 0; j < g.wo; ++j) s += acc.data()[t * g.wo + j];
-          dw[c * taps + t] += s;
-        }
-      }
-    });
-  }
-  if (dx) {  // the padded dx plane gathers w[t] * dy[i, j] at tap t of (i, j); its interior is dx
-    parallel_for(g.n * g.c_in, grain_for(po * taps), [&](index_t b, index_t e) {
-      Tensor<T> padded = Tensor<T>::uninitialized({pp.size()});
-      for (index_t k = b; k < e; ++k) {
-        const index_t c = k % g.c_in;
-        const T* wc = w + c * taps;
-        const T* dyp = dy + k * po;
-        padded.fill(T(0));
-        for (index_t r = 0; r < g.ho; ++r) {
-          T* row = padded.data() + r * g.p.stride_h * pp.row_stride;
-          const T* d = dyp + r * g.wo;
-          for (index_t t = 0; t < taps; ++t) {
-            T* o = row + off[static_cast<std::size_t>(t)];
-            const T wt = wc[t];
-            for (index_t j = 0; j < g.wo; ++j) o[j] += wt * d[j];
+        if (scatter) {  // the padded dx gathers wt[t] * dz at origin + off_t; its interior is dx
+          std::fill(dp, dp + l.size(), T(0));
+          // Per output row, tap-major: within one tap the updated positions are distinct, so
+          // the updates pipeline instead of waiting on each other, and the k_h padded rows that
+          // one output row touches stay in L1.
+          const index_t step = l.sw * lanes;
+          for (index_t i = 0; i < l.ho; ++i) {
+            const T* d = dz + i * l.wo * lanes;
+            for (index_t t = 0; t < taps; ++t) {
+              const lane_vec<T> wv = lane(wt + t * lanes);
+              T* o = dp + l.origin(i, 0) + l.off[static_cast<std::size_t>(t)];
+              for (index_t j = 0; j < l.wo; ++j) lane(o + j * step) += wv * lane(d + j * lanes);
+            }
           }
+          l.store(dp + (l.ph * l.wp + l.pw) * lanes, l.h, l.w, l.wp, c0, dx + n * l.c * g.in_plane());
         }
-        pp.store(padded.data(), g.h, g.w, dx + k * g.in_plane());
       }
-    });
-  }
+      if (dw)
+        for (index_t t = 0; t < taps; ++t)
+          for (index_t q = 0; q < lanes && c0 + q < l.c; ++q) dw[(c0 + q) * taps + t] += acc[t * lanes + q];
+    }
+  });
 }
 
 // db[o] += sum over samples and positions of dy[n, o, ...]
