@@ -35,6 +35,7 @@
 #include "rev/nn/init.hpp"
 #include "rev/nn/layernorm.hpp"
 #include "rev/nn/linear.hpp"
+#include "rev/nn/mbconv.hpp"
 #include "rev/nn/pool.hpp"
 #include "rev/nn/resample.hpp"
 #include "rev/nn/sequential.hpp"
