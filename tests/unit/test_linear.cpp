@@ -3,6 +3,7 @@
 
 #include "helpers.hpp"
 #include "rev/cpu/elementwise.hpp"
+#include "rev/cpu/gemm.hpp"
 #include "rev/nn/linear.hpp"
 
 using namespace rev;
@@ -149,6 +150,54 @@ TEST_CASE("linear: empty inputs") {
   const auto y = ops::linear(Tensor<float>({2, 0}), Tensor<float>({5, 0}), &b);
   CHECK(y.shape() == Shape{2, 5});
   for (float v : y) CHECK(v == 1.5f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// gemm and parallel_gemm (shared by linear and conv2d)
+
+namespace {
+// C = alpha op(A) op(B) + beta C in plain loops; A and B stored row-major with leading dimensions.
+void naive_gemm(const ops::matrix_ref<const double>& a, const ops::matrix_ref<const double>& b, double* c, index_t ldc,
+                double alpha, double beta) {
+  auto at = [](const ops::matrix_ref<const double>& m, index_t i, index_t j) {
+    return m.transposed ? m.data[j * m.ld + i] : m.data[i * m.ld + j];
+  };
+  for (index_t i = 0; i < a.op_rows(); ++i)
+    for (index_t j = 0; j < b.op_cols(); ++j) {
+      double s = 0;
+      for (index_t k = 0; k < a.op_cols(); ++k) s += at(a, i, k) * at(b, k, j);
+      c[i * ldc + j] = alpha * s + (beta == 0 ? 0.0 : beta * c[i * ldc + j]);
+    }
+}
+}  // namespace
+
+TEST_CASE("gemm and parallel_gemm: transposes, leading dimensions, beta, blocked and inner-cut products") {
+  struct dims {
+    index_t m, n, k;
+  };
+  // Small (serial), wide (column blocks), tall (row blocks), and long inner dimension (inner cut).
+  for (const dims d : {dims{3, 4, 5}, dims{8, 1000, 300}, dims{700, 24, 200}, dims{32, 32, 5000}, dims{5, 7, 0}}) {
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        INFO("m " << d.m << " n " << d.n << " k " << d.k << " ta " << ta << " tb " << tb);
+        // Stored with two spare columns (ld = cols + 2).
+        const index_t ar = ta ? d.k : d.m, ac = ta ? d.m : d.k, br = tb ? d.n : d.k, bc = tb ? d.k : d.n;
+        const auto a = test::random({ar, ac + 2}, 1), b = test::random({br, bc + 2}, 2);
+        const ops::matrix_ref<const double> A{a.data(), ar, ac, ac + 2, ta == 1}, B{b.data(), br, bc, bc + 2, tb == 1};
+        for (double beta : {0.0, 1.0, 0.5}) {
+          auto c = test::random({d.m, d.n + 3}, 3), ref = c.clone(), par = c.clone();
+          naive_gemm(A, B, ref.data(), d.n + 3, beta == 0.5 ? 2.0 : 1.0, beta);
+          ops::gemm(A, B, ops::mat(c.data(), d.m, d.n, d.n + 3), beta == 0.5 ? 2.0 : 1.0, beta);
+          CHECK(test::max_abs_error(c, ref) < 1e-10);
+          if (beta != 0.5) {  // parallel_gemm has alpha = 1
+            auto par_ref = test::random({d.m, d.n + 3}, 3);
+            naive_gemm(A, B, par_ref.data(), d.n + 3, 1.0, beta);
+            ops::parallel_gemm(A, B, ops::mat(par.data(), d.m, d.n, d.n + 3), beta);
+            CHECK(test::max_abs_error(par, par_ref) < 1e-10);
+          }
+        }
+      }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -513,18 +513,22 @@ void depthwise_backward(const conv_geometry& g, const T* x, const T* w, const T*
   const bool scatter = dx && !flipped;
   if (!dw && !scatter) return;
   const lanes_layout l(g);
-  parallel_for(l.groups(), grain_for(g.n * po * taps * lanes), [&](index_t b, index_t e) {
+  // Tasks: (channel group, chunk of samples); each chunk of samples adds its dW into a partial
+  // of its own, so that few channel groups still keep every thread busy.
+  const index_t groups = l.groups(), chunks = std::min<index_t>(g.n, num_threads());
+  Tensor<T> partial({dw ? chunks : 0, g.c_in * taps});
+  parallel_for(groups * chunks, grain_for(g.n / chunks * po * taps * lanes), [&](index_t b, index_t e) {
     Tensor<T> buf = Tensor<T>::uninitialized({(scatter ? 2 : 1) * l.size() + po * lanes + 2 * taps * lanes});
-    T* dz = buf.data();      // interleaved dy
+    T* dz = buf.data();  // interleaved dy
     T* wt = dz + po * lanes;
     T* acc = wt + taps * lanes;
     T* p = acc + taps * lanes;  // interleaved padded input
     T* dp = p + l.size();       // interleaved padded dx
     for (index_t k = b; k < e; ++k) {
-      const index_t c0 = k * lanes;
+      const index_t c0 = k / chunks * lanes, chunk = k % chunks;
       l.interleave_weights(w, c0, wt);
       std::fill(acc, acc + taps * lanes, T(0));
-      for (index_t n = 0; n < g.n; ++n) {
+      for (index_t n = chunk * g.n / chunks; n < (chunk + 1) * g.n / chunks; ++n) {
         l.interleave_output(dy + n * l.c * po, c0, dz);
         if (dw) {  // dW_t = sum over pixels of dz * p[origin + off_t], taps in passes of <= 8
           l.load(x + n * l.c * g.in_plane(), c0, p);
@@ -565,9 +569,12 @@ void depthwise_backward(const conv_geometry& g, const T* x, const T* w, const T*
       }
       if (dw)
         for (index_t t = 0; t < taps; ++t)
-          for (index_t q = 0; q < lanes && c0 + q < l.c; ++q) dw[(c0 + q) * taps + t] += acc[t * lanes + q];
+          for (index_t q = 0; q < lanes && c0 + q < l.c; ++q) partial.data()[chunk * g.c_in * taps + (c0 + q) * taps + t] = acc[t * lanes + q];
     }
   });
+  if (dw)
+    for (index_t chunk = 0; chunk < chunks; ++chunk)
+      for (index_t i = 0; i < g.c_in * taps; ++i) dw[i] += partial.data()[chunk * g.c_in * taps + i];
 }
 
 // db[o] += sum over samples and positions of dy[n, o, ...]

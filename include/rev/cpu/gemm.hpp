@@ -103,6 +103,62 @@ inline index_t column_block(index_t batch, index_t cols, index_t min_block = 256
   return std::min(cols, (block + 15) / 16 * 16);
 }
 
+// Rows [r0, r1) of op(m), and columns [c0, c1) of op(m).
+template <class T>
+matrix_ref<T> op_rows(matrix_ref<T> m, index_t r0, index_t r1) {
+  if (m.transposed) return {m.data + r0, m.rows, r1 - r0, m.ld, true};
+  return {m.data + r0 * m.ld, r1 - r0, m.cols, m.ld, false};
+}
+template <class T>
+matrix_ref<T> op_cols(matrix_ref<T> m, index_t c0, index_t c1) {
+  if (m.transposed) return {m.data + c0 * m.ld, c1 - c0, m.cols, m.ld, true};
+  return {m.data + c0, m.rows, c1 - c0, m.ld, false};
+}
+
 }  // namespace detail
+
+/// gemm(a, b, c, 1, beta) spread over the thread pool: C is cut into blocks of rows and
+/// columns, one GEMM each; when C is too small to give every thread a block but the inner
+/// dimension is long, the inner dimension is cut instead and the partial products summed.
+template <Scalar T, class TA, class TB>
+  requires std::same_as<std::remove_const_t<TA>, T> && std::same_as<std::remove_const_t<TB>, T>
+void parallel_gemm(matrix_ref<TA> a, matrix_ref<TB> b, matrix_ref<T> c, T beta = T(0)) {
+  const index_t m = c.rows, n = c.cols, k = a.op_cols();
+  const index_t threads = num_threads();
+  // About 2^17 multiply-adds per task at least, at most 4 tasks per thread.
+  const index_t wanted = std::clamp<index_t>(m * n * k >> 17, 1, 4 * threads);
+  if (wanted == 1 || threads == 1 || rev::detail::thread_pool::in_parallel()) return gemm(a, b, c, T(1), beta);
+  index_t row_blocks = 1, col_blocks = 1;
+  while (row_blocks * col_blocks < wanted) {
+    const index_t rows = m / row_blocks, cols = n / col_blocks;
+    if (rows >= 2 * 32 && rows >= cols / 4) row_blocks *= 2;
+    else if (cols >= 2 * 64) col_blocks *= 2;
+    else break;
+  }
+  if (row_blocks * col_blocks < threads && k >= 4 * 256) {  // cut the inner dimension
+    Tensor<T> acc({m, n});
+    const index_t chunks = std::min(threads, k / 256);
+    detail::parallel_accumulate(chunks, m * n, acc.data(), [&](index_t b0, index_t b1, T* part) {
+      const index_t k0 = b0 * k / chunks, k1 = b1 * k / chunks;
+      gemm(detail::op_cols(a, k0, k1), detail::op_rows(b, k0, k1), mat(part, m, n), T(1), T(1));
+    });
+    for (index_t i = 0; i < m; ++i)
+      for (index_t j = 0; j < n; ++j) {
+        T& v = c.data[i * c.ld + j];
+        v = (beta == T(0) ? T(0) : beta * v) + acc.data()[i * n + j];
+      }
+    return;
+  }
+  const index_t rb = (m + row_blocks - 1) / row_blocks, cb = ((n + col_blocks - 1) / col_blocks + 15) / 16 * 16;
+  const index_t cbs = (n + cb - 1) / cb;
+  parallel_for(row_blocks * cbs, 1, [&](index_t t0, index_t t1) {
+    for (index_t t = t0; t < t1; ++t) {
+      const index_t r0 = t / cbs * rb, r1 = std::min(m, r0 + rb), c0 = t % cbs * cb, c1 = std::min(n, c0 + cb);
+      if (r0 >= r1 || c0 >= c1) continue;
+      gemm(detail::op_rows(a, r0, r1), detail::op_cols(b, c0, c1), matrix_ref<T>{c.data + r0 * c.ld + c0, r1 - r0, c1 - c0, c.ld},
+           T(1), beta);
+    }
+  });
+}
 
 }  // namespace rev::ops
