@@ -98,8 +98,27 @@ inline index_t grain_for(index_t flops_per_item) {
   return std::max<index_t>(1, conv_task_flops / std::max<index_t>(flops_per_item, 1));
 }
 
+// y[o, j] += bias[o] for the rows o < rows of a block whose rows start ld elements apart.
+template <Scalar T>
+void add_bias(T* y, index_t rows, index_t cols, index_t ld, const T* bias) {
+  for (index_t o = 0; o < rows; ++o)
+    for (index_t j = 0; j < cols; ++j) y[o * ld + j] += bias[o];
+}
+
 // ---------------------------------------------------------------------------------------------
 // Pointwise (1x1, stride 1, no padding): per sample and group, Y_g = W_g X_g.
+
+// Calls f(sample, group, c0, cols) in parallel for blocks [c0, c0 + cols) of the hw positions.
+template <class F>
+void pointwise_blocks(const conv_geometry& g, index_t hw, F&& f) {
+  const index_t block = column_block(g.n * g.groups, hw), blocks = (hw + block - 1) / block;
+  parallel_for(g.n * g.groups * blocks, grain_for(g.cout_g * g.cin_g * block), [&](index_t b, index_t e) {
+    for (index_t t = b; t < e; ++t) {
+      const index_t c0 = t % blocks * block;
+      f(t / (g.groups * blocks), t / blocks % g.groups, c0, std::min(block, hw - c0));
+    }
+  });
+}
 
 template <Scalar T>
 void pointwise_forward(const conv_geometry& g, const T* x, const T* w, const T* bias, T* y) {
@@ -109,25 +128,14 @@ void pointwise_forward(const conv_geometry& g, const T* x, const T* w, const T* 
       gemm(mat(x + gr * g.cin_g, g.n, g.cin_g, g.c_in), mat_t(w + gr * g.cout_g * g.cin_g, g.cout_g, g.cin_g),
            mat(y + gr * g.cout_g, g.n, g.cout_g, g.c_out));
     if (bias)
-      for (index_t i = 0; i < g.n; ++i)
-        for (index_t o = 0; o < g.c_out; ++o) y[i * g.c_out + o] += bias[o];
+      for (index_t i = 0; i < g.n; ++i) add_bias(y + i * g.c_out, g.c_out, index_t{1}, index_t{1}, bias);
     return;
   }
-  const index_t block = column_block(g.n * g.groups, hw);
-  const index_t blocks = (hw + block - 1) / block;
-  parallel_for(g.n * g.groups * blocks, grain_for(g.cout_g * g.cin_g * block), [&](index_t b, index_t e) {
-    for (index_t t = b; t < e; ++t) {
-      const index_t i = t / (g.groups * blocks), gr = t / blocks % g.groups, c0 = t % blocks * block;
-      const index_t cols = std::min(block, hw - c0);
-      T* yb = y + (i * g.c_out + gr * g.cout_g) * hw + c0;
-      gemm(mat(w + gr * g.cout_g * g.cin_g, g.cout_g, g.cin_g), mat(x + (i * g.c_in + gr * g.cin_g) * hw + c0, g.cin_g, cols, hw),
-           mat(yb, g.cout_g, cols, hw));
-      if (bias)
-        for (index_t o = 0; o < g.cout_g; ++o) {
-          const T bo = bias[gr * g.cout_g + o];
-          for (index_t j = 0; j < cols; ++j) yb[o * hw + j] += bo;
-        }
-    }
+  pointwise_blocks(g, hw, [&](index_t i, index_t gr, index_t c0, index_t cols) {
+    T* yb = y + (i * g.c_out + gr * g.cout_g) * hw + c0;
+    gemm(mat(w + gr * g.cout_g * g.cin_g, g.cout_g, g.cin_g), mat(x + (i * g.c_in + gr * g.cin_g) * hw + c0, g.cin_g, cols, hw),
+         mat(yb, g.cout_g, cols, hw));
+    if (bias) add_bias(yb, g.cout_g, cols, hw, bias + gr * g.cout_g);
   });
 }
 
@@ -155,18 +163,11 @@ void pointwise_backward(const conv_geometry& g, const T* x, const T* w, const T*
                T(1), T(1));
     });
   }
-  if (dx) {  // dX_{n,g} = W_g^T dY_{n,g}
-    const index_t block = column_block(g.n * g.groups, hw);
-    const index_t blocks = (hw + block - 1) / block;
-    parallel_for(g.n * g.groups * blocks, grain_for(g.cout_g * g.cin_g * block), [&](index_t b, index_t e) {
-      for (index_t t = b; t < e; ++t) {
-        const index_t i = t / (g.groups * blocks), gr = t / blocks % g.groups, c0 = t % blocks * block;
-        const index_t cols = std::min(block, hw - c0);
-        gemm(mat_t(w + gr * g.cout_g * g.cin_g, g.cout_g, g.cin_g), mat(dy + (i * g.c_out + gr * g.cout_g) * hw + c0, g.cout_g, cols, hw),
-             mat(dx + (i * g.c_in + gr * g.cin_g) * hw + c0, g.cin_g, cols, hw));
-      }
+  if (dx)  // dX_{n,g} = W_g^T dY_{n,g}
+    pointwise_blocks(g, hw, [&](index_t i, index_t gr, index_t c0, index_t cols) {
+      gemm(mat_t(w + gr * g.cout_g * g.cin_g, g.cout_g, g.cin_g), mat(dy + (i * g.c_out + gr * g.cout_g) * hw + c0, g.cout_g, cols, hw),
+           mat(dx + (i * g.c_in + gr * g.cin_g) * hw + c0, g.cin_g, cols, hw));
     });
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -183,9 +184,9 @@ inline void valid_range(index_t j0, index_t j1, index_t off, index_t s, index_t 
   hi = std::max(hi, lo);
 }
 
-// Calls f(dst, src, j0, n, sw) for each run of a tile row that reads the image (src = the input
-// row, dst = the tile row at output column j0, n columns, input column j*sw + off) and
-// zero(dst, n) for runs outside it.
+// Splits the tile row of tap (u, v) for output positions [q0, q1) into runs: run(t, src, n) for
+// n positions from tile column t that read the image from plane element src on (every s_w-th
+// element), zero(t, n) for n positions that fall into the padding.
 template <class Run, class Zero>
 void for_each_tile_run(const conv_geometry& g, index_t q0, index_t q1, index_t u, index_t v, Run&& run, Zero&& zero) {
   const index_t sh = g.p.stride_h, sw = g.p.stride_w;
@@ -264,11 +265,7 @@ void general_forward(const conv_geometry& g, const T* x, const T* w, const T* bi
         im2col(g, x + (i * g.c_in + gr * g.cin_g) * g.in_plane(), q0, q1, cols.data());
         T* yb = y + (i * g.c_out + gr * g.cout_g) * po + q0;
         gemm(mat(w + gr * g.cout_g * rows, g.cout_g, rows), mat(cols.data(), rows, q1 - q0), mat(yb, g.cout_g, q1 - q0, po));
-        if (bias)
-          for (index_t o = 0; o < g.cout_g; ++o) {
-            const T bo = bias[gr * g.cout_g + o];
-            for (index_t j = 0; j < q1 - q0; ++j) yb[o * po + j] += bo;
-          }
+        if (bias) add_bias(yb, g.cout_g, q1 - q0, po, bias + gr * g.cout_g);
       }
     }
   });
