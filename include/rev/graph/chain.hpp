@@ -183,26 +183,33 @@ class Chain {
   auto& get() { return std::get<I>(blocks_); }
 
  private:
+  // The recursion over the blocks takes each state by value and drops it before going on, so
+  // that only the current state is alive: a frame holding its block's input or output for the
+  // rest of the chain would keep every intermediate state, and memory would grow with depth.
   template <std::size_t I, class X, class Step>
-  auto run(const X& x, Step&& step) {
+  auto run(X x, Step&& step) {
     auto y = step(std::get<I>(blocks_), x, std::integral_constant<std::size_t, I>{});
+    x = X{};
     if constexpr (I + 1 == n) return y;
-    else return run<I + 1>(y, step);
+    else return run<I + 1>(std::move(y), step);
   }
 
   template <std::size_t I>
-  reconstructed<input_type> back(cache& c, const output_t<std::tuple_element_t<I, tuple>>& y,
-                                 const output_t<std::tuple_element_t<I, tuple>>& dy) {
+  reconstructed<input_type> back(cache& c, output_t<std::tuple_element_t<I, tuple>> y,
+                                 output_t<std::tuple_element_t<I, tuple>> dy) {
     auto r = detail::backward_block(std::get<I>(blocks_), y, dy, std::get<I>(c.records), c.m);
+    y = {};
+    dy = {};
     if constexpr (I == 0) return r;
-    else return back<I - 1>(c, r.x, r.dx);
+    else return back<I - 1>(c, std::move(r.x), std::move(r.dx));
   }
 
   template <std::size_t I>
-  input_type inverse_from(const output_t<std::tuple_element_t<I, tuple>>& y, context& ctx) {
+  input_type inverse_from(output_t<std::tuple_element_t<I, tuple>> y, context& ctx) {
     auto x = std::get<I>(blocks_).inverse(y, ctx);
+    y = {};
     if constexpr (I == 0) return x;
-    else return inverse_from<I - 1>(x, ctx);
+    else return inverse_from<I - 1>(std::move(x), ctx);
   }
 
   template <class F>
