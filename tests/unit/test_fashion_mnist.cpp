@@ -271,7 +271,9 @@ TEST_CASE("Fashion-MNIST: bad files and options raise errors that name the probl
   const data::image_set s = synthetic(3);
   CHECK_THROWS_WITH_AS(data::Loader(s, {.batch_size = 0}), "rev::data::Loader: batch_size 0 must be positive", value_error);
   CHECK_THROWS_AS(data::Loader(s, {.batch_size = 4, .drop_last = true}), value_error);
-  CHECK_THROWS_AS(data::Loader(data::image_set{}, {}), value_error);
+  const data::image_set empty;
+  CHECK_THROWS_AS(data::Loader(empty, {}), value_error);
+  static_assert(!std::is_constructible_v<data::Loader, data::image_set&&, data::loader_options>);
 }
 
 TEST_CASE("Fashion-MNIST: the real data set (skipped unless dataset-fashion-mnist is installed)") {

@@ -17,6 +17,7 @@
 // resume it exactly.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <filesystem>
@@ -110,6 +111,8 @@ class Loader {
                        " leaves no batch of the ", data.size, " images");
     for (int p = 0; p < 256; ++p) table_[p] = static_cast<float>((p / 255.0 - o.mean) / o.std);
   }
+  /// The loader keeps a pointer to the images: a temporary would dangle.
+  Loader(image_set&&, loader_options) = delete;
 
   /// Fills `b` with the next batch of the current epoch. At the end of an epoch returns false
   /// (leaving b alone); the next call starts a new epoch with a new order.
