@@ -1,4 +1,5 @@
-// Global average pooling of NCHW maps: y[n, c] = mean over (h, w) of x[n, c, h, w].
+// Average pooling of NCHW maps: global (y[n, c] = mean over (h, w) of x[n, c, h, w]) and over
+// non-overlapping k x k windows (kernel = stride = k, no padding, as nn.AvgPool2d(k)).
 #pragma once
 
 #include <algorithm>
@@ -46,6 +47,56 @@ Tensor<T> global_avg_pool_backward(const Shape& input_shape, const Tensor<T>& dy
   parallel_for(planes, std::max<index_t>(1, (index_t{1} << 15) / HW), [&](index_t b, index_t e) {
     for (index_t i = b; i < e; ++i)
       std::fill(pd + i * HW, pd + (i + 1) * HW, static_cast<T>(static_cast<double>(pg[i]) / static_cast<double>(HW)));
+  });
+  return dx;
+}
+
+/// [N, C, H, W] -> [N, C, H / k, W / k]: the mean of each k x k window (kernel = stride = k, no
+/// padding); as nn.AvgPool2d(k), trailing rows and columns that do not fill a window are dropped.
+template <Scalar T>
+Tensor<T> avg_pool2d(const Tensor<T>& x, int k) {
+  detail::gap_check_input("rev::ops::avg_pool2d", x.shape());
+  check<value_error>(k >= 1, "rev::ops::avg_pool2d: kernel ", k, " must be at least 1");
+  const index_t H = x.size(2), W = x.size(3), Ho = H / k, Wo = W / k;
+  check<shape_error>(Ho > 0 && Wo > 0, "rev::ops::avg_pool2d: input has extents ", x.shape(), ", smaller than the ", k,
+                     "x", k, " window");
+  Tensor<T> y = Tensor<T>::uninitialized({x.size(0), x.size(1), Ho, Wo});
+  const T inv = T(1) / static_cast<T>(k * k);
+  const T* px = x.data();
+  T* py = y.data();
+  parallel_for(x.size(0) * x.size(1), std::max<index_t>(1, (index_t{1} << 15) / (H * W)), [&](index_t b, index_t e) {
+    for (index_t p = b; p < e; ++p)
+      for (index_t i = 0; i < Ho; ++i)
+        for (index_t j = 0; j < Wo; ++j) {
+          T s = 0;
+          for (int u = 0; u < k; ++u)
+            for (int v = 0; v < k; ++v) s += px[(p * H + i * k + u) * W + j * k + v];
+          py[(p * Ho + i) * Wo + j] = s * inv;
+        }
+  });
+  return y;
+}
+
+/// dx[n, c, h, w] = dy[n, c, h / k, w / k] / k^2 inside the windows, 0 in dropped rows/columns.
+template <Scalar T>
+Tensor<T> avg_pool2d_backward(const Shape& input_shape, const Tensor<T>& dy, int k) {
+  constexpr const char* who = "rev::ops::avg_pool2d_backward";
+  detail::gap_check_input(who, input_shape);
+  check<value_error>(k >= 1, who, ": kernel ", k, " must be at least 1");
+  const index_t H = input_shape[2], W = input_shape[3], Ho = H / k, Wo = W / k;
+  expect_shape(dy, Shape{input_shape[0], input_shape[1], Ho, Wo}, who, "dy");
+  Tensor<T> dx(input_shape);
+  const T inv = T(1) / static_cast<T>(k * k);
+  const T* pg = dy.data();
+  T* pd = dx.data();
+  parallel_for(input_shape[0] * input_shape[1], std::max<index_t>(1, (index_t{1} << 15) / (H * W)), [&](index_t b, index_t e) {
+    for (index_t p = b; p < e; ++p)
+      for (index_t i = 0; i < Ho; ++i)
+        for (index_t j = 0; j < Wo; ++j) {
+          const T g = pg[(p * Ho + i) * Wo + j] * inv;
+          for (int u = 0; u < k; ++u)
+            for (int v = 0; v < k; ++v) pd[(p * H + i * k + u) * W + j * k + v] = g;
+        }
   });
   return dx;
 }
