@@ -14,17 +14,15 @@
 
 #include <algorithm>
 #include <array>
-#include <set>
 #include <string>
 #include <tuple>
 #include <utility>
-#include <vector>
 
 #include "rev/core/layer.hpp"
 #include "rev/coupling/additive.hpp"
 #include "rev/coupling/silo.hpp"
 #include "rev/graph/chain.hpp"
-#include "rev/io/safetensors.hpp"
+#include "rev/io/state_dict.hpp"
 #include "rev/nn/dropout.hpp"
 #include "rev/nn/linear.hpp"
 #include "rev/nn/mbconv.hpp"
@@ -425,13 +423,7 @@ class Head {
   fc_type fc;
 };
 
-/// What a non-strict load found wrong; a strict load throws on the first of these.
-struct load_report {
-  std::vector<std::string> missing;     // model keys absent from the file
-  std::vector<std::string> unexpected;  // file keys the model does not have (num_batches_tracked excepted)
-  std::vector<std::string> mismatched;  // keys whose extents differ (left unchanged)
-  bool ok() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
-};
+using io::load_report;
 
 }  // namespace revbifpn
 
@@ -516,45 +508,12 @@ class RevBiFPN {
   /// Loads parameters and BN running statistics by their official keys (§9); the files'
   /// num_batches_tracked entries are ignored. strict: a missing, unexpected or mis-shaped key
   /// throws io_error; otherwise the matching keys are loaded and the rest reported.
-  revbifpn::load_report load(const io::file& f, bool strict = true) {
-    revbifpn::load_report report;
-    std::set<std::string> known;
-    auto take = [&](const std::string& key, tensor_type& dst) {
-      known.insert(key);
-      if (!f.contains(key)) {
-        check<io_error>(!strict, name(), "::load: missing key '", key, "' (expected extents ", dst.shape(), ")");
-        report.missing.push_back(key);
-        return;
-      }
-      const io::entry& e = f.at(key);
-      if (e.shape != dst.shape()) {
-        check<io_error>(!strict, name(), "::load: key '", key, "' has extents ", e.shape, " in the file, expected ",
-                        dst.shape());
-        report.mismatched.push_back(key);
-        return;
-      }
-      const tensor_type src = e.to_tensor<T>();
-      std::copy(src.begin(), src.end(), dst.begin());
-    };
-    for_each_parameter([&](const std::string& key, Param<T>& p) { take(key, p.value); });
-    for_each_buffer([&](const std::string& key, tensor_type& b) { take(key, b); });
-    static const std::string nbt = "num_batches_tracked";
-    for (const auto& [key, e] : f.entries) {
-      if (known.count(key) || (key.size() >= nbt.size() && key.compare(key.size() - nbt.size(), nbt.size(), nbt) == 0))
-        continue;
-      check<io_error>(!strict, name(), "::load: unexpected key '", key, "' (extents ", e.shape, ")");
-      report.unexpected.push_back(key);
-    }
-    return report;
+  io::load_report load(const io::file& f, bool strict = true) {
+    return io::load_state(*this, f, {.strict = strict, .who = name()});
   }
 
   /// Parameters and BN running statistics under the official keys.
-  io::file state_dict() {
-    io::file f;
-    for_each_parameter([&](const std::string& key, Param<T>& p) { f.put(key, p.value); });
-    for_each_buffer([&](const std::string& key, tensor_type& b) { f.put(key, b); });
-    return f;
-  }
+  io::file state_dict() { return io::state_dict(*this); }
 
   backbone_type& backbone() { return backbone_; }
 
