@@ -1,7 +1,9 @@
 // Parameter initialisers (PyTorch's torch.nn.init semantics), drawing from a rev::Generator.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <numbers>
 #include <utility>
 
@@ -26,6 +28,26 @@ void normal(Tensor<T>& t, double mean, double std, Generator& g = default_genera
     const double u1 = 1.0 - philox::uniform(s, static_cast<std::uint64_t>(2 * i));  // (0, 1]
     const double u2 = philox::uniform(s, static_cast<std::uint64_t>(2 * i + 1));
     t.data()[i] = static_cast<T>(mean + std * std::sqrt(-2.0 * std::log(u1)) * std::cos(2 * std::numbers::pi * u2));
+  }
+}
+
+/// Normal with the given mean and standard deviation, redrawn outside mean +- 2 std
+/// (tf.truncated_normal, the RevNet initialiser). Element i uses its own run of the stream, so
+/// the result does not depend on how often other elements were redrawn.
+template <Scalar T>
+void trunc_normal(Tensor<T>& t, double mean, double std, Generator& g = default_generator()) {
+  constexpr std::uint64_t tries = 32;  // P(32 draws all outside 2 std) = 0.0455^32 < 1e-42
+  const index_t n = t.numel();
+  const rng_state s = g.draw(static_cast<std::uint64_t>(n) * 2 * tries);
+  for (index_t i = 0; i < n; ++i) {
+    double z = 0;
+    for (std::uint64_t k = 0; k < tries; ++k) {
+      const std::uint64_t at = (static_cast<std::uint64_t>(i) * tries + k) * 2;
+      const double u1 = 1.0 - philox::uniform(s, at), u2 = philox::uniform(s, at + 1);
+      z = std::sqrt(-2.0 * std::log(u1)) * std::cos(2 * std::numbers::pi * u2);
+      if (std::abs(z) <= 2) break;
+    }
+    t.data()[i] = static_cast<T>(mean + std * std::clamp(z, -2.0, 2.0));
   }
 }
 
