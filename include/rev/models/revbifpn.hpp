@@ -36,7 +36,21 @@ namespace rev::models {
 namespace revbifpn {
 
 inline constexpr int scales = 4;
-inline constexpr int classes = 1000;
+
+/// The number of classes and of image channels of a configuration: Cfg::classes and
+/// Cfg::image_channels where the configuration states them, else ImageNet's 1000 and RGB.
+template <class Cfg>
+constexpr int classes_of() {
+  if constexpr (requires { Cfg::classes; }) return Cfg::classes;
+  else return 1000;
+}
+template <class Cfg>
+constexpr int image_channels_of() {
+  if constexpr (requires { Cfg::image_channels; }) return Cfg::image_channels;
+  else return 3;
+}
+template <class Cfg>
+inline constexpr int classes = classes_of<Cfg>();
 
 // Per-scale constants, the same for every variant (§2).
 inline constexpr std::array<double, 4> expand{1, 1, 2, 2};
@@ -52,6 +66,11 @@ inline constexpr int head_kernel = 5;
 
 // The variants (§2 table): backbone channels c, neck/head channels h, FC width, extension depth
 // d, head dropout and stochastic-depth rate. The stem input has c_0 / 16 channels (§3.1).
+// A user's own configuration has the same members, and may add `classes` (default 1000) and
+// `image_channels` (default 3):
+//   struct Mine { static constexpr const char* name = "mine"; static constexpr std::array<int, 4>
+//     c{16, 32, 48, 64}, h{16, 32, 64, 128}; static constexpr int fc = 256, depth = 2, classes = 10,
+//     image_channels = 1; static constexpr double head_dropout = 0.1, drop_path = 0; };
 #define REV_REVBIFPN_VARIANT(Name, C0, C1, C2, C3, H0, H1, H2, H3, FC, D, DROPOUT, DROP_PATH, PARAMS) \
   struct Name {                                                                                     \
     static constexpr const char* name = #Name;                                                      \
@@ -120,7 +139,7 @@ constexpr long long parameter_count() {
   for (int i = 0; i < 3; ++i)
     n += mbconv_parameters(h[i], h[i + 1], head_expand[i], head_kernel, se_width(h[i], head_se[i]));
   n += static_cast<long long>(h[3]) * Cfg::fc + 2LL * Cfg::fc;
-  n += static_cast<long long>(Cfg::fc) * classes + classes;
+  n += static_cast<long long>(Cfg::fc) * classes<Cfg> + classes<Cfg>;
   return n;
 }
 
@@ -351,7 +370,7 @@ class Head {
                                                   .se_ratio = head_se[I]},
                                   T>;
   using final_type = nn::detail::conv_bn_act<Cfg::h[3], Cfg::fc, nn::conv_opts{.kernel = 1}, true, T, cpu>;
-  using fc_type = nn::Linear<Cfg::fc, classes, true, T>;
+  using fc_type = nn::Linear<Cfg::fc, classes<Cfg>, true, T>;
 
  public:
   using tensor_type = Tensor<T>;
@@ -436,9 +455,11 @@ class RevBiFPN {
   using tensor_type = Tensor<T>;
   using pyramid = Tensors<T, 4>;
   using backbone_type = revbifpn::Backbone<Cfg, T>;
-  static constexpr int image_channels = 3;
+  static constexpr int image_channels = revbifpn::image_channels_of<Cfg>();
+  static constexpr int classes = revbifpn::classes<Cfg>;
   static constexpr int stem_channels = revbifpn::in_channels<Cfg>;
-  static_assert(stem_channels >= 3, "rev::models::RevBiFPN: c_0 / 16 must be at least 3 (spec §3.1)");
+  static_assert(stem_channels >= image_channels,
+                "rev::models::RevBiFPN: c_0 / 16 must be at least the number of image channels (spec §3.1)");
 
   /// The tape of one training step; its mode (stored or reversible) is the backbone's.
   struct cache {
@@ -455,7 +476,7 @@ class RevBiFPN {
 
   static std::string name() { return std::string("rev::models::RevBiFPN<") + Cfg::name + ">"; }
 
-  /// Logits [B, 1000] of image [B, 3, H, W], keeping nothing.
+  /// Logits [B, classes] of image [B, image_channels, H, W], keeping nothing.
   tensor_type forward(const tensor_type& image, context& ctx) {
     return head_.forward(neck_.forward(features(image, ctx), ctx), ctx);
   }
@@ -479,8 +500,8 @@ class RevBiFPN {
 
   /// d loss / d image from d loss / d logits; adds every parameter's gradient.
   tensor_type backward(cache& tape, const tensor_type& dlogits) {
-    check<shape_error>(dlogits.rank() == 2 && dlogits.size(1) == revbifpn::classes, name(),
-                       ": dlogits has extents ", dlogits.shape(), ", expected [B, ", revbifpn::classes, "]");
+    check<shape_error>(dlogits.rank() == 2 && dlogits.size(1) == classes, name(), ": dlogits has extents ",
+                       dlogits.shape(), ", expected [B, ", classes, "]");
     pyramid dn = head_.backward(tape.head, dlogits);
     if (tape.backbone.m == mode::reversible) {
       context ctx = recompute_context();
@@ -521,7 +542,7 @@ class RevBiFPN {
   // Channel stacking (§3.1): stacked channel k is image channel k mod 3.
   tensor_type stack(const tensor_type& image) const {
     check<shape_error>(image.rank() == 4 && image.size(1) == image_channels, name(), ": image has extents ",
-                       image.shape(), ", expected [B, 3, H, W]");
+                       image.shape(), ", expected [B, ", image_channels, ", H, W]");
     check<shape_error>(image.size(2) % 32 == 0 && image.size(3) % 32 == 0 && image.size(2) > 0 && image.size(3) > 0,
                        name(), ": image has extents ", image.shape(),
                        ", H and W must be positive multiples of 32 (spec §10)");
