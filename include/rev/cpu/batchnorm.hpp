@@ -13,6 +13,7 @@
 #include <type_traits>
 
 #include "rev/core/errors.hpp"
+#include "rev/core/op_count.hpp"
 #include "rev/core/parallel.hpp"
 #include "rev/core/tensor.hpp"
 #include "rev/cpu/moments.hpp"
@@ -91,6 +92,7 @@ Tensor<T> batch_norm_train(const Tensor<T>& x, const Tensor<T>& weight, const Te
   check<value_error>(eps >= 0 && std::isfinite(eps), who, ": eps must be finite and >= 0, got ", eps);
   Tensor<T> mean = Tensor<T>::uninitialized({l.C}), invstd = Tensor<T>::uninitialized({l.C});
   Tensor<T> y = Tensor<T>::uninitialized(x.shape());
+  if (op_counts* c = rev::detail::active_op_counts()) c->bn_elements += y.numel();
   const T *px = x.data(), *pw = weight.data(), *pb = bias.data();
   T *py = y.data(), *pm = mean.data(), *pi = invstd.data();
   parallel_for(l.C, detail::bn_grain(l), [&](index_t cb, index_t ce) {
@@ -119,6 +121,7 @@ Tensor<T> batch_norm_apply(const Tensor<T>& x, const Tensor<T>& weight, const Te
   const detail::bn_layout l = detail::bn_check_inputs(who, x, weight, &bias);
   detail::bn_check_stats(who, l, stats);
   Tensor<T> y = Tensor<T>::uninitialized(x.shape());
+  if (op_counts* c = rev::detail::active_op_counts()) c->bn_elements += y.numel();
   const T *px = x.data(), *pw = weight.data(), *pb = bias.data(), *pm = stats.mean.data(), *pi = stats.invstd.data();
   T* py = y.data();
   parallel_for(l.C, detail::bn_grain(l), [&](index_t cb, index_t ce) {

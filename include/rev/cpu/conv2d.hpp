@@ -20,6 +20,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "rev/core/op_count.hpp"
 #include "rev/core/parallel.hpp"
 #include "rev/core/tensor.hpp"
 #include "rev/cpu/gemm.hpp"
@@ -598,6 +599,10 @@ template <Scalar T>
 Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& w, std::type_identity_t<const Tensor<T>*> bias, const conv2d_params& p) {
   const auto g = detail::conv_check("rev::ops::conv2d", x, w, bias, p);
   Tensor<T> y = Tensor<T>::uninitialized(g.out_shape());
+  if (op_counts* c = rev::detail::active_op_counts()) {
+    c->conv_macs += y.numel() * w.size(1) * w.size(2) * w.size(3);
+    if (bias) c->conv_bias += y.numel();
+  }
   if (y.numel() == 0) return y;
   const T* b = bias ? bias->data() : nullptr;
   if (g.depthwise()) detail::depthwise_forward(g, x.data(), w.data(), b, y.data());

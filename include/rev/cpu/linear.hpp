@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "rev/core/op_count.hpp"
 #include "rev/core/tensor.hpp"
 #include "rev/cpu/gemm.hpp"
 
@@ -34,6 +35,7 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& w, std::type_identity_t<co
   Shape ys = x.shape();
   ys[-1] = out;
   Tensor<T> y = Tensor<T>::uninitialized(ys);
+  if (op_counts* c = rev::detail::active_op_counts()) c->linear_macs += rows * in * out;
   T* yp = y.data();
   parallel_gemm(mat(x.data(), rows, in), mat_t(w.data(), out, in), mat(yp, rows, out));
   if (bias)

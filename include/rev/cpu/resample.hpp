@@ -7,6 +7,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "rev/core/op_count.hpp"
 #include "rev/core/parallel.hpp"
 #include "rev/core/tensor.hpp"
 
@@ -119,6 +120,7 @@ Tensor<T> upsample_bilinear(const Tensor<T>& x, int factor) {
   detail::check_resample_args(x, factor, "rev::ops::upsample_bilinear", "input");
   const index_t planes = x.size(0) * x.size(1), H = x.size(2), W = x.size(3), Ho = H * factor, Wo = W * factor;
   Tensor<T> y = Tensor<T>::uninitialized({x.size(0), x.size(1), Ho, Wo});
+  if (op_counts* c = rev::detail::active_op_counts()) c->upsample_elements += y.numel();
   if (y.numel() == 0) return y;
   const detail::bilinear_axis<T> axis(factor);
   const T* px = x.data();
