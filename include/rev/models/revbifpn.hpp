@@ -537,6 +537,8 @@ class RevBiFPN {
   io::file state_dict() { return io::state_dict(*this); }
 
   backbone_type& backbone() { return backbone_; }
+  revbifpn::Neck<Cfg, T>& neck() { return neck_; }
+  revbifpn::Head<Cfg, T>& head() { return head_; }
 
  private:
   // Channel stacking (§3.1): stacked channel k is image channel k mod 3.

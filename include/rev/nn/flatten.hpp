@@ -1,6 +1,8 @@
 // nn::Flatten: [N, d1, d2, ...] -> [N, d1*d2*...] (a view: no copy), as torch.nn.Flatten.
 #pragma once
 
+#include <array>
+
 #include "rev/core/layer.hpp"
 
 namespace rev::nn {
@@ -15,7 +17,8 @@ class Flatten : public layer_types<T, B>, public no_parameters {
 
   tensor_type forward(const tensor_type& x, context&) {
     check<shape_error>(x.rank() >= 1, "rev::nn::Flatten: input has rank 0, expected [N, ...]");
-    return x.reshape({x.size(0), x.numel() / std::max<index_t>(x.size(0), 1)});
+    const std::array<index_t, 2> flat{x.size(0), x.numel() / std::max<index_t>(x.size(0), 1)};
+    return x.reshape(Shape(flat.begin(), flat.end()));
   }
   tensor_type forward(const tensor_type& x, context& ctx, cache& c) {
     c.shape = x.shape();
