@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "rev/core/layer.hpp"
+#include "rev/core/op_count.hpp"
 #include "rev/core/rng.hpp"
 #include "rev/cpu/activation.hpp"
 #include "rev/cpu/moments.hpp"
@@ -61,6 +62,10 @@ class SqueezeExcite : public layer_types<T, B> {
     c.s = tensor_type::uninitialized(Shape{N, Q});
     c.z2 = tensor_type::uninitialized(Shape{N, W});
     c.g = tensor_type::uninitialized(Shape{N, W});
+    if (op_counts* oc = rev::detail::active_op_counts()) {  // the two 1x1 convs with bias on the pooled map
+      oc->conv_macs += N * 2 * Q * W;
+      oc->conv_bias += N * (Q + W);
+    }
     for (index_t n = 0; n < N; ++n) {
       affine(w1.value.data(), b1.value.data(), c.u.data() + n * W, c.z1.data() + n * Q, Q, W);
       for (int q = 0; q < Q; ++q) c.s(n, q) = Inner::value(c.z1(n, q));
