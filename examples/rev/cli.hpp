@@ -3,8 +3,6 @@
 // unit (model.cpp, once per model), so the build parallelises over the model zoo.
 #pragma once
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -48,7 +46,8 @@ struct bench_options {
 struct bench_result {
   std::vector<double> step_s;       // wall time of each timed step
   std::size_t peak_activation = 0;  // rev's accounting: peak bytes above parameters, gradients, input
-  std::size_t peak_rss = 0;         // the OS's view: sampled resident-set peak above the start
+  std::size_t peak_rss = 0;         // the OS's view: sampled resident-set peak above the start (after the
+                                    // warm-up step, so memory the C allocator keeps for reuse is not counted)
 };
 
 struct model_entry {
@@ -85,8 +84,7 @@ std::map<std::string, std::int64_t> parameters_by_part(Model& net, PartOf&& part
 /// Runs f(step) once as warm-up and `steps` times timed, measuring memory over the timed steps.
 template <class Step>
 bench_result time_steps(int steps, Step&& step) {
-  mallopt(M_MMAP_THRESHOLD, 1 << 16);  // freed buffers go back to the OS: RSS follows the accounting
-  step();
+  step();  // warm-up: first-touch page faults, and the C allocator's heap grows to its working size
   bench_result r;
   bench::rss_sampler rss;
   peak_scope<cpu> scope;
