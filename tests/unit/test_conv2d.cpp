@@ -174,8 +174,7 @@ TEST_CASE("conv2d: backward equals finite differences") {
   for (const auto& c : small) {
     INFO(describe(c));
     const auto d = make(c, seed += 10);
-    std::vector<Tensor<double>> inputs = {d.x, d.w};
-    if (c.bias) inputs.push_back(d.b);
+    const std::vector<Tensor<double>> inputs = c.bias ? std::vector{d.x, d.w, d.b} : std::vector{d.x, d.w};
     auto forward = [&](const std::vector<Tensor<double>>& in) {
       return ops::conv2d(in[0], in[1], c.bias ? &in[2] : nullptr, c.p);
     };
