@@ -19,9 +19,9 @@ class Shape {
   static constexpr int max_rank = 6;
 
   constexpr Shape() = default;
-  constexpr Shape(std::initializer_list<index_t> dims) : rank_(static_cast<int>(dims.size())) {
+  constexpr Shape(std::initializer_list<index_t> dims) {
     if (dims.size() > max_rank) throw shape_error("rev::Shape: rank above 6");
-    std::copy(dims.begin(), dims.end(), dims_.begin());
+    for (index_t d : dims) dims_[rank_++] = d;
   }
   template <class It>
   Shape(It first, It last) {
