@@ -43,35 +43,32 @@ namespace revnet {
 enum class block { basic, bottleneck };
 
 // The CIFAR configurations (§2.3): residual function, units per stage, stem width, stage output
-// widths, stage strides, classes, and the parameter count of the official topology (§4).
-struct R38 {
+// widths, stage strides, classes, and the parameter count of the official topology (§4). A
+// user's own configuration has the same members (deriving from `cifar` gives the CIFAR ones).
+struct cifar {
+  static constexpr int stem = 32;
+  static constexpr std::array<int, 3> stride{1, 2, 2};
+  static constexpr int classes = 10;
+};
+struct R38 : cifar {
   static constexpr const char* name = "revnet-38";
   static constexpr block kind = block::basic;
   static constexpr int units = 3;
-  static constexpr int stem = 32;
   static constexpr std::array<int, 3> c{32, 64, 112};
-  static constexpr std::array<int, 3> stride{1, 2, 2};
-  static constexpr int classes = 10;
   static constexpr long long reference_parameters = 464890;
 };
-struct R110 {
+struct R110 : cifar {
   static constexpr const char* name = "revnet-110";
   static constexpr block kind = block::basic;
   static constexpr int units = 9;
-  static constexpr int stem = 32;
   static constexpr std::array<int, 3> c{32, 64, 128};
-  static constexpr std::array<int, 3> stride{1, 2, 2};
-  static constexpr int classes = 10;
   static constexpr long long reference_parameters = 1729194;
 };
-struct R164 {
+struct R164 : cifar {
   static constexpr const char* name = "revnet-164";
   static constexpr block kind = block::bottleneck;
   static constexpr int units = 9;
-  static constexpr int stem = 32;
   static constexpr std::array<int, 3> c{128, 256, 512};
-  static constexpr std::array<int, 3> stride{1, 2, 2};
-  static constexpr int classes = 10;
   static constexpr long long reference_parameters = 1748778;
 };
 
