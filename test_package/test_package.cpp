@@ -1,0 +1,25 @@
+// Smoke test of an installed rev package: a two-block reversible network (additive couplings of
+// 3x3 convolutions) must reconstruct its input from its output.
+#include <cmath>
+#include <cstdio>
+
+#include <rev/nn/conv2d.hpp>
+#include <rev/silo.hpp>
+
+int main() {
+  using F = rev::nn::Conv2d<4, 4, {.kernel = 3}>;  // maps one half of the channels to the other
+  rev::Chain<rev::Additive<F, F>, rev::Additive<F, F>> net;
+  const rev::Tensor<float> x = rev::testing::random_uniform<float>({2, 8, 6, 6}, 7);  // [N, C, H, W]
+  rev::context ctx{rev::phase::eval};
+  const rev::Tensor<float> y = net.forward(x, ctx);
+  const rev::Tensor<float> x_back = net.inverse(y, ctx);
+  double max_error = 0, max_change = 0;
+  for (rev::index_t i = 0; i < x.numel(); ++i) {
+    max_error = std::fmax(max_error, std::fabs(double(x_back.data()[i]) - double(x.data()[i])));
+    max_change = std::fmax(max_change, std::fabs(double(y.data()[i]) - double(x.data()[i])));
+  }
+  const bool ok = max_error <= 1e-4 && max_change > 1e-3;  // reconstructs, and is not the identity
+  std::printf("rev test_package: 2 additive blocks, max |inverse(forward(x)) - x| = %.3g, max |y - x| = %.3g: %s\n",
+              max_error, max_change, ok ? "ok" : "FAILED");
+  return ok ? 0 : 1;
+}
