@@ -8,7 +8,7 @@ import re
 
 from conan import ConanFile
 from conan.tools.build import check_min_cppstd
-from conan.tools.files import copy, load
+from conan.tools.files import copy, load, save
 from conan.tools.layout import basic_layout
 
 required_conan_version = ">=2.0"
@@ -84,6 +84,21 @@ class RevConan(ConanFile):
         copy(self, "LICENSE", src=self.source_folder, dst=os.path.join(self.package_folder, "licenses"))
         copy(self, "*.hpp", src=os.path.join(self.source_folder, "include"),
              dst=os.path.join(self.package_folder, "include"))
+        copy(self, "*.cuh", src=os.path.join(self.source_folder, "include"),
+             dst=os.path.join(self.package_folder, "include"))
+        # The CMake package of the repository (cmake/revCuda.cmake) names the CUDA backend's
+        # requirements rev::cuda; this module gives Conan consumers the same name. It is written
+        # whatever the options (the package is shared by all of them) and loaded only with_cuda.
+        save(self, os.path.join(self.package_folder, self._cuda_module),
+             "# rev::cuda for Conan consumers (loaded by rev-config.cmake when rev/*:with_cuda=True).\n"
+             "if(TARGET rev::rev AND NOT TARGET rev::cuda)\n"
+             "  add_library(rev::cuda INTERFACE IMPORTED)\n"
+             "  set_property(TARGET rev::cuda PROPERTY INTERFACE_LINK_LIBRARIES rev::rev)\n"
+             "endif()\n")
+
+    @property
+    def _cuda_module(self):
+        return os.path.join("lib", "cmake", "rev-conan-cuda.cmake")
 
     def package_info(self):
         self.cpp_info.bindirs = []
@@ -94,8 +109,17 @@ class RevConan(ConanFile):
         if self.settings.os in ("Linux", "FreeBSD"):
             self.cpp_info.system_libs.extend(["pthread", "m"])  # CMake's Threads::Threads
         if self.options.with_cuda:
-            # The CUDA backend's headers are compiled only when REV_WITH_CUDA is defined; the
-            # toolkit's and cuDNN's libraries must be found by the linker (system packages, or
-            # LIBRARY_PATH / tools.build:sharedlinkflags pointing at e.g. /usr/local/cuda/lib64).
+            # The CUDA backend's code is compiled only where REV_WITH_CUDA is defined. The CUDA
+            # runtime, cuBLAS and cuDNN are system libraries: the linker finds them in its default
+            # directories, or in <root>/lib64 and <root>/lib (headers: <root>/include) when the
+            # profile names the toolkit with  [conf] user.rev:cuda_root=/usr/local/cuda.
+            # (Unlike the CMake package, where only rev::cuda carries them, here rev::rev carries
+            # them too; rev::cuda is defined as a synonym so that the same CMakeLists.txt works.)
             self.cpp_info.defines.append("REV_WITH_CUDA=1")
             self.cpp_info.system_libs.extend(["cudart", "cublas", "cudnn"])
+            cuda_root = self.conf.get("user.rev:cuda_root", check_type=str)
+            if cuda_root:
+                self.cpp_info.includedirs.append(os.path.join(cuda_root, "include"))
+                self.cpp_info.libdirs.extend(
+                    d for d in (os.path.join(cuda_root, "lib64"), os.path.join(cuda_root, "lib")) if os.path.isdir(d))
+            self.cpp_info.set_property("cmake_build_modules", [self._cuda_module])

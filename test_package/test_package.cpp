@@ -19,6 +19,9 @@ int main() {
     max_change = std::fmax(max_change, std::fabs(double(y.data()[i]) - double(x.data()[i])));
   }
   const bool ok = max_error <= 1e-4 && max_change > 1e-3;  // reconstructs, and is not the identity
+#ifdef REV_WITH_CUDA
+  std::printf("rev test_package: REV_WITH_CUDA=%d (the CUDA libraries are linked, not called)\n", REV_WITH_CUDA);
+#endif
   std::printf("rev test_package: 2 additive blocks, max |inverse(forward(x)) - x| = %.3g, max |y - x| = %.3g: %s\n",
               max_error, max_change, ok ? "ok" : "FAILED");
   return ok ? 0 : 1;
