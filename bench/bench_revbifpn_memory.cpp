@@ -9,6 +9,7 @@
 #include <malloc.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -80,6 +81,11 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--batch") && i + 1 < argc) batch = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--max-res") && i + 1 < argc) max_res = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+    else {
+      const bool help = !std::strcmp(argv[i], "--help");
+      std::fprintf(help ? stdout : stderr, "usage: bench_revbifpn_memory [--batch 8] [--max-res 512] [--out DIR]\n");
+      return help ? 0 : 2;
+    }
   }
   mallopt(M_MMAP_THRESHOLD, 1 << 16);  // freed buffers go back to the OS: RSS follows the accounting
 
