@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "rev/core/layer.hpp"
@@ -30,13 +31,15 @@ struct load_options {
 
 /// Copies every parameter and buffer of `model` from `f` by key. PyTorch's num_batches_tracked
 /// entries are ignored. Strict: a missing, unexpected or mis-shaped key throws io_error naming the
-/// key and both extents; otherwise the matching keys are loaded and the rest reported.
+/// key and both extents, and the model is left as it was (every key is checked before any is
+/// copied); otherwise the matching keys are loaded and the rest reported.
 template <class Model>
 load_report load_state(Model& model, const file& f, const load_options& o = {}) {
   using T = typename Model::value_type;
   using B = typename Model::backend;
   load_report report;
   std::set<std::string> known;
+  std::vector<std::pair<const entry*, Tensor<T, B>*>> loads;
   auto take = [&](const std::string& key, Tensor<T, B>& dst) {
     known.insert(key);
     if (!f.contains(key)) {
@@ -51,8 +54,7 @@ load_report load_state(Model& model, const file& f, const load_options& o = {}) 
       report.mismatched.push_back(key);
       return;
     }
-    const Tensor<T, B> src = e.template to_tensor<T>();
-    std::copy(src.begin(), src.end(), dst.begin());
+    loads.emplace_back(&e, &dst);
   };
   model.for_each_parameter([&](const std::string& key, Param<T, B>& p) { take(key, p.value); });
   model.for_each_buffer([&](const std::string& key, Tensor<T, B>& b) { take(key, b); });
@@ -62,6 +64,10 @@ load_report load_state(Model& model, const file& f, const load_options& o = {}) 
       continue;
     check<io_error>(!o.strict, o.who, "::load: unexpected key '", key, "' (extents ", e.shape, ")");
     report.unexpected.push_back(key);
+  }
+  for (const auto& [e, dst] : loads) {
+    const Tensor<T, B> src = e->template to_tensor<T>();
+    std::copy(src.begin(), src.end(), dst->begin());
   }
   return report;
 }
