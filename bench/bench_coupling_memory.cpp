@@ -29,8 +29,9 @@ using Block = Additive<Half, Half>;
 constexpr int pow2(int k) { return 1 << k; }
 using Pyramid = levels<16, 32, 64, 128>;
 template <int I, int J>
-using Down = nn::Sequential<nn::Conv2d<Pyramid::channels[I], Pyramid::channels[J], nn::conv_opts{.kernel = 3, .stride = pow2(J - I)}>,
-                            nn::BatchNorm2d<Pyramid::channels[J]>, nn::ReLU<>>;
+using Down = nn::Sequential<
+    nn::Conv2d<Pyramid::channels[I], Pyramid::channels[J], nn::conv_opts{.kernel = 3, .stride = pow2(J - I)}>,
+    nn::BatchNorm2d<Pyramid::channels[J]>, nn::ReLU<>>;
 template <int I, int J>
 using Up = nn::Sequential<nn::Conv2d<Pyramid::channels[I], Pyramid::channels[J], nn::conv_opts{.kernel = 1}>,
                           nn::BatchNorm2d<Pyramid::channels[J]>, nn::UpsampleBilinear<pow2(I - J)>>;
@@ -72,8 +73,8 @@ void sweep_one(const char* name, int depth, const Input& x, bench::line_chart& c
 
 template <int... K>
 void sweep_additive(int max_depth, const std::string& out) {
-  bench::line_chart chart{"Chain of k Additive blocks, [8, 64, 56, 56], one training step", "k (blocks)",
-                          "peak activation MB", true, {}};
+  bench::line_chart chart{
+      "Chain of k Additive blocks, [8, 64, 56, 56], one training step", "k (blocks)", "peak activation MB", true, {}};
   auto x = testing::random_uniform<float>({8, 64, 56, 56}, 1);
   ((K <= max_depth ? sweep_one<Chain<Repeat<K, Block>>>("additive", K, x, chart) : void()), ...);
   chart.write(out + "/coupling_memory_additive.svg");
@@ -81,8 +82,11 @@ void sweep_additive(int max_depth, const std::string& out) {
 
 template <int... K>
 void sweep_silo(int max_depth, const std::string& out) {
-  bench::line_chart chart{"Chain of k Silo<4> blocks, levels 16/32/64/128 at 56/28/14/7, batch 8", "k (silos)",
-                          "peak activation MB", true, {}};
+  bench::line_chart chart{"Chain of k Silo<4> blocks, levels 16/32/64/128 at 56/28/14/7, batch 8",
+                          "k (silos)",
+                          "peak activation MB",
+                          true,
+                          {}};
   Tensors<float, 4> x;
   for (int i = 0; i < 4; ++i) x[i] = testing::random_uniform<float>({8, Pyramid::channels[i], 56 >> i, 56 >> i}, 2 + i);
   ((K <= max_depth ? sweep_one<Chain<Repeat<K, SiloBlock>>>("silo4", K, x, chart) : void()), ...);

@@ -7,15 +7,16 @@
 // --clock cpu times the process's CPU time instead of wall-clock time: with --threads 1 on a
 // machine shared with other work, it measures the op rather than the scheduler.
 // Prints one JSON line per case and pass:
-//   {"op":..., "name":..., "shape":..., "pass":"fwd"|"bwd", "ms": median, "threads": n, "gflops": ..., "peak_bytes": ...}
+//   {"op":..., "name":..., "shape":..., "pass":"fwd"|"bwd", "ms": median, "threads": n, "gflops": ..., "peak_bytes":
+//   ...}
 // --list prints the cases instead (one JSON object each), which bench/torch_ops.py reads so
 // that both sides time the same shapes. The backward computes every gradient (input, weight,
 // bias) as a training step does.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <cstdlib>
+#include <ctime>
 #include <functional>
 #include <string>
 #include <vector>
@@ -47,9 +48,10 @@ struct bench_case {
   std::string shape() const {
     auto s = [](index_t v) { return std::to_string(v); };
     if (op == "batchnorm") return "x[" + s(n) + "," + s(c_in) + "," + s(h) + "," + s(w) + "]";
-    if (op == "linear") return "x[" + s(n) + "," + s(c_in) + "] w[" + s(c_out) + "," + s(c_in) + "]" + (bias ? " bias" : "");
-    return "x[" + s(n) + "," + s(c_in) + "," + s(h) + "," + s(w) + "] w[" + s(c_out) + "," + s(c_in / groups) + "," + s(k) +
-           "," + s(k) + "] s" + s(stride) + " p" + s(pad()) + " g" + s(groups) + (bias ? " bias" : "");
+    if (op == "linear")
+      return "x[" + s(n) + "," + s(c_in) + "] w[" + s(c_out) + "," + s(c_in) + "]" + (bias ? " bias" : "");
+    return "x[" + s(n) + "," + s(c_in) + "," + s(h) + "," + s(w) + "] w[" + s(c_out) + "," + s(c_in / groups) + "," +
+           s(k) + "," + s(k) + "] s" + s(stride) + " p" + s(pad()) + " g" + s(groups) + (bias ? " bias" : "");
   }
   // Multiply-adds x 2 of the forward; the backward (dx and dw) does twice as many.
   double flops() const {
@@ -59,10 +61,11 @@ struct bench_case {
   }
   std::string json() const {
     char buf[512];
-    std::snprintf(buf, sizeof buf,
-                  R"({"op":"%s","name":"%s","shape":"%s","n":%lld,"c_in":%lld,"h":%lld,"w":%lld,"c_out":%lld,"k":%d,"stride":%d,"pad":%d,"groups":%d,"bias":%s})",
-                  op.c_str(), name.c_str(), shape().c_str(), (long long)n, (long long)c_in, (long long)h, (long long)w,
-                  (long long)c_out, k, stride, pad(), groups, bias ? "true" : "false");
+    std::snprintf(
+        buf, sizeof buf,
+        R"({"op":"%s","name":"%s","shape":"%s","n":%lld,"c_in":%lld,"h":%lld,"w":%lld,"c_out":%lld,"k":%d,"stride":%d,"pad":%d,"groups":%d,"bias":%s})",
+        op.c_str(), name.c_str(), shape().c_str(), (long long)n, (long long)c_in, (long long)h, (long long)w,
+        (long long)c_out, k, stride, pad(), groups, bias ? "true" : "false");
     return buf;
   }
 };
@@ -77,7 +80,9 @@ bench_case conv(std::string name, index_t c_in, index_t c_out, index_t hw, int k
 bench_case depthwise(std::string name, index_t c, index_t hw, int k, int stride) {
   return conv(std::move(name), c, c, hw, k, stride, int(c));
 }
-bench_case squeeze(std::string name, index_t c_in, index_t c_out) { return conv(std::move(name), c_in, c_out, 1, 1, 1, 1, true); }
+bench_case squeeze(std::string name, index_t c_in, index_t c_out) {
+  return conv(std::move(name), c_in, c_out, 1, 1, 1, 1, true);
+}
 bench_case batchnorm(index_t c, index_t hw) {
   bench_case b;
   b.op = "batchnorm", b.name = "BN after a conv", b.c_in = b.c_out = c, b.h = b.w = hw;
@@ -210,7 +215,8 @@ void run(const bench_case& c, double min_time) {
     ops::batch_stats<float> stats;
     Tensor<float> dweight({c.c_in}), dbias({c.c_in});
     print(c, "fwd", time_it([&] { ops::batch_norm_train(x, weight, bias, 1e-3, stats); }, min_time), 0);
-    print(c, "bwd", time_it([&] { ops::batch_norm_backward_train(x, weight, stats, dy, &dweight, &dbias); }, min_time), 0);
+    print(c, "bwd", time_it([&] { ops::batch_norm_backward_train(x, weight, stats, dy, &dweight, &dbias); }, min_time),
+          0);
   } else if (c.op == "linear") {
     const auto x = rnd({c.n, c.c_in}), w = rnd({c.c_out, c.c_in}), b = rnd({c.c_out}), dy = rnd({c.n, c.c_out});
     Tensor<float> dw(w.shape()), db(b.shape());
@@ -234,7 +240,8 @@ int main(int argc, char** argv) {
     else if (a == "--clock" && i + 1 < argc) cpu_clock = std::string(argv[++i]) == "cpu";
     else if (a == "--list") list = true;
     else {
-      std::fprintf(stderr, "usage: %s [--threads N] [--filter TEXT] [--min-time SECONDS] [--clock wall|cpu] [--list]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--threads N] [--filter TEXT] [--min-time SECONDS] [--clock wall|cpu] [--list]\n",
+                   argv[0]);
       return 2;
     }
   }

@@ -89,8 +89,12 @@ int main(int argc, char** argv) {
   }
   mallopt(M_MMAP_THRESHOLD, 1 << 16);  // freed buffers go back to the OS: RSS follows the accounting
 
-  bench::line_chart depth{"RevBiFPN-S0 training step vs extension depth d (224x224, batch " + std::to_string(batch) + ")",
-                          "d (extension layers)", "peak activation MB", true, {}};
+  bench::line_chart depth{
+      "RevBiFPN-S0 training step vs extension depth d (224x224, batch " + std::to_string(batch) + ")",
+      "d (extension layers)",
+      "peak activation MB",
+      true,
+      {}};
   measure<S0_depth<2>>("depth", 2, batch, 224, 2, depth);
   measure<S0_depth<4>>("depth", 4, batch, 224, 4, depth);
   measure<S0_depth<8>>("depth", 8, batch, 224, 8, depth);
@@ -98,7 +102,10 @@ int main(int argc, char** argv) {
   depth.write(out + "/revbifpn_memory_depth.svg");
 
   bench::line_chart res{"RevBiFPN-S0 training step vs resolution (d = 2, batch " + std::to_string(batch) + ")",
-                        "input resolution (pixels)", "peak activation MB", false, {}};
+                        "input resolution (pixels)",
+                        "peak activation MB",
+                        false,
+                        {}};
   resolution<128>(batch, max_res, res);
   resolution<192>(batch, max_res, res);
   resolution<256>(batch, max_res, res);

@@ -58,19 +58,19 @@ class rss_sampler {
 /// One JSON object on one line, built field by field.
 class json_line {
  public:
-  json_line& operator()(const std::string& key, const std::string& value) {
-    return raw(key, "\"" + value + "\"");
-  }
+  json_line& operator()(const std::string& key, const std::string& value) { return raw(key, "\"" + value + "\""); }
   json_line& operator()(const std::string& key, const char* value) { return (*this)(key, std::string(value)); }
   template <class N>
-    requires std::is_arithmetic_v<N>
-  json_line& operator()(const std::string& key, N value) {
+  requires std::is_arithmetic_v<N> json_line& operator()(const std::string& key, N value) {
     std::ostringstream os;
     os << value;
     return raw(key, os.str());
   }
   std::string str() const { return "{" + body_ + "}"; }
-  void print() const { std::printf("%s\n", str().c_str()); std::fflush(stdout); }
+  void print() const {
+    std::printf("%s\n", str().c_str());
+    std::fflush(stdout);
+  }
 
  private:
   json_line& raw(const std::string& key, const std::string& value) {

@@ -132,8 +132,7 @@ std::optional<options> parse(int argc, char** argv, int& code) {
       const auto v = value();
       if (!v) return fail(a + " needs a value");
       (a == "--out" ? o.out : a == "--resume" ? o.resume : o.data) = *v;
-    } else
-      return fail("unknown flag '" + a + "'");
+    } else return fail("unknown flag '" + a + "'");
   }
   if (o.full && !epochs_given) o.epochs = full_epochs;
   if (o.compare && o.steps == 0) o.steps = 10;
@@ -150,7 +149,9 @@ struct step_result {
 
 struct trainer {
   trainer(const options& o, mode m, std::int64_t total_steps)
-      : o_(o), m_(m), net(),
+      : o_(o),
+        m_(m),
+        net(),
         opt(net, {.lr = o.lr, .weight_decay = o.weight_decay},
             {{.name = "no_decay", .match = train::rank_at_most(1), .weight_decay = 0.0}}),  // biases, norms
         ema(net, {.decay = o.ema_decay, .warmup = true}),
@@ -239,8 +240,8 @@ std::string fmt(double v) {
 }
 
 // One chart panel at (x, y) of size w x h, drawn into `out`.
-void panel(std::ostream& out, double x, double y, double w, double h, const std::string& title, const std::string& xlabel,
-           const std::vector<series>& data) {
+void panel(std::ostream& out, double x, double y, double w, double h, const std::string& title,
+           const std::string& xlabel, const std::vector<series>& data) {
   double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
   for (const auto& s : data)
     for (const auto& [px, py] : s.points) {
@@ -254,15 +255,17 @@ void panel(std::ostream& out, double x, double y, double w, double h, const std:
   const double l = x + 55, r = x + w - 10, t = y + 30, b = y + h - 45;
   auto X = [&](double v) { return l + (v - x0) / (x1 - x0) * (r - l); };
   auto Y = [&](double v) { return b - (v - y0) / (y1 - y0) * (b - t); };
-  out << "<text x='" << (l + r) / 2 << "' y='" << y + 18 << "' text-anchor='middle' font-size='14'>" << xml(title) << "</text>\n";
+  out << "<text x='" << (l + r) / 2 << "' y='" << y + 18 << "' text-anchor='middle' font-size='14'>" << xml(title)
+      << "</text>\n";
   for (double v = y0; v <= y1 + ys / 2; v += ys)
     out << "<line x1='" << l << "' y1='" << Y(v) << "' x2='" << r << "' y2='" << Y(v) << "' stroke='#ddd'/>"
         << "<text x='" << l - 6 << "' y='" << Y(v) + 4 << "' text-anchor='end'>" << fmt(v) << "</text>\n";
   for (double v = std::ceil(x0 / xs) * xs; v <= x1 + xs / 1e6; v += xs)
     out << "<line x1='" << X(v) << "' y1='" << b << "' x2='" << X(v) << "' y2='" << b + 4 << "' stroke='black'/>"
         << "<text x='" << X(v) << "' y='" << b + 17 << "' text-anchor='middle'>" << fmt(v) << "</text>\n";
-  out << "<polyline fill='none' stroke='black' points='" << l << "," << t << " " << l << "," << b << " " << r << "," << b
-      << "'/>\n<text x='" << (l + r) / 2 << "' y='" << b + 35 << "' text-anchor='middle'>" << xml(xlabel) << "</text>\n";
+  out << "<polyline fill='none' stroke='black' points='" << l << "," << t << " " << l << "," << b << " " << r << ","
+      << b << "'/>\n<text x='" << (l + r) / 2 << "' y='" << b + 35 << "' text-anchor='middle'>" << xml(xlabel)
+      << "</text>\n";
   // The legend goes in the top right corner, or the bottom right one when the curves end high.
   double last = 0;
   for (const auto& s : data)
@@ -315,11 +318,13 @@ struct progress {
             double peak_mb) {
     if (!tty) return;
     constexpr int width = 24;
-    const int filled = static_cast<int>(width * static_cast<double>(step) / static_cast<double>(std::max<std::int64_t>(1, steps)));
+    const int filled =
+        static_cast<int>(width * static_cast<double>(step) / static_cast<double>(std::max<std::int64_t>(1, steps)));
     std::string bar(static_cast<std::size_t>(filled), '#');
     bar.resize(width, '.');
-    std::printf("\r\033[Kepoch %d/%d [%s] step %lld/%lld  loss %.4f  acc %.2f%%  %.0f img/s  peak %.1f MB", epoch, epochs,
-                bar.c_str(), static_cast<long long>(step), static_cast<long long>(steps), loss, acc, ips, peak_mb);
+    std::printf("\r\033[Kepoch %d/%d [%s] step %lld/%lld  loss %.4f  acc %.2f%%  %.0f img/s  peak %.1f MB", epoch,
+                epochs, bar.c_str(), static_cast<long long>(step), static_cast<long long>(steps), loss, acc, ips,
+                peak_mb);
     std::fflush(stdout);
   }
   // A line that stays: on a terminal it replaces the bar.
@@ -342,7 +347,8 @@ int run(const options& o) {
 
   data::Loader loader(train_set, {.batch_size = o.batch, .augment = o.augment, .drop_last = true, .seed = o.seed});
   const std::int64_t per_epoch = loader.batches_per_epoch();
-  const std::int64_t planned = per_epoch * o.epochs, total = o.steps > 0 ? std::min<std::int64_t>(o.steps, planned) : planned;
+  const std::int64_t planned = per_epoch * o.epochs,
+                     total = o.steps > 0 ? std::min<std::int64_t>(o.steps, planned) : planned;
   const mode m = o.stored ? mode::stored : mode::reversible;
 
   manual_seed(o.seed);  // initial weights and dropout masks
@@ -356,23 +362,27 @@ int run(const options& o) {
   }
   long long params = 0;
   tr.net.for_each_parameter([&](const std::string&, Param<float>& p) { params += p.value.numel(); });
-  std::printf("RevBiFPN<%s> (%lld parameters), %s mode, batch %lld, %d epoch(s) of %lld steps, lr %g, seed %llu, %d thread(s)\n",
-              FashionNet::name, params, o.stored ? "Stored" : "Reversible", o.batch, o.epochs,
-              static_cast<long long>(per_epoch), o.lr, static_cast<unsigned long long>(o.seed), num_threads());
+  std::printf(
+      "RevBiFPN<%s> (%lld parameters), %s mode, batch %lld, %d epoch(s) of %lld steps, lr %g, seed %llu, %d thread(s)\n",
+      FashionNet::name, params, o.stored ? "Stored" : "Reversible", o.batch, o.epochs,
+      static_cast<long long>(per_epoch), o.lr, static_cast<unsigned long long>(o.seed), num_threads());
 
   const bool append = !o.resume.empty();
   const std::string steps_csv = o.out + "/train_log.csv", epochs_csv = o.out + "/epochs.csv";
-  std::ofstream log(steps_csv, append ? std::ios::app : std::ios::trunc), elog(epochs_csv, append ? std::ios::app : std::ios::trunc);
+  std::ofstream log(steps_csv, append ? std::ios::app : std::ios::trunc),
+      elog(epochs_csv, append ? std::ios::app : std::ios::trunc);
   if (!log || !elog) throw io_error("train_fashion_mnist: cannot write into '" + o.out + "'");
   if (!append) {
     log << "step,epoch,lr,loss,batch_accuracy,images_per_s,peak_mb\n";
-    elog << "epoch,step,train_loss,train_accuracy,test_accuracy,test_accuracy_ema,epoch_s,wall_s,images_per_s,peak_mb\n";
+    elog
+        << "epoch,step,train_loss,train_accuracy,test_accuracy,test_accuracy_ema,epoch_s,wall_s,images_per_s,peak_mb\n";
   }
 
   progress bar;
   const auto start = clock_type::now();
   std::vector<double> losses;
-  std::vector<series> acc_series{{"train", "#1f77b4", {}}, {"test", "#d62728", {}}, {"test (EMA weights)", "#2ca02c", {}}};
+  std::vector<series> acc_series{
+      {"train", "#1f77b4", {}}, {"test", "#d62728", {}}, {"test (EMA weights)", "#2ca02c", {}}};
   double epoch_loss = 0, train_time = 0, last_test = 0, last_test_ema = 0;
   long long epoch_correct = 0, epoch_seen = 0, epoch_steps = 0;
   std::size_t peak = 0;
@@ -385,17 +395,21 @@ int run(const options& o) {
     train_time += seconds_since(t0);
     peak = std::max(peak, r.peak_bytes);
     losses.push_back(r.loss);
-    epoch_loss += r.loss, epoch_correct += r.correct, epoch_seen += static_cast<long long>(b.labels.size()), ++epoch_steps;
+    epoch_loss += r.loss, epoch_correct += r.correct, epoch_seen += static_cast<long long>(b.labels.size()),
+        ++epoch_steps;
     const int epoch = static_cast<int>(step / per_epoch) + 1;
-    const double ips = static_cast<double>(epoch_seen) / train_time, acc = 100.0 * static_cast<double>(epoch_correct) / static_cast<double>(epoch_seen);
+    const double ips = static_cast<double>(epoch_seen) / train_time,
+                 acc = 100.0 * static_cast<double>(epoch_correct) / static_cast<double>(epoch_seen);
     log << step + 1 << ',' << epoch << ',' << tr.opt.options().lr << ',' << r.loss << ','
-        << static_cast<double>(r.correct) / static_cast<double>(b.labels.size()) << ',' << ips << ',' << peak / MB << '\n';
-    bar.show(epoch, o.epochs, step + 1 - (epoch - 1) * per_epoch, per_epoch, epoch_loss / static_cast<double>(epoch_steps), acc,
-             ips, peak / MB);
+        << static_cast<double>(r.correct) / static_cast<double>(b.labels.size()) << ',' << ips << ',' << peak / MB
+        << '\n';
+    bar.show(epoch, o.epochs, step + 1 - (epoch - 1) * per_epoch, per_epoch,
+             epoch_loss / static_cast<double>(epoch_steps), acc, ips, peak / MB);
     if (!bar.tty && ((step + 1) % 100 == 0 || step + 1 == total))
       std::printf("epoch %d/%d step %lld/%lld loss %.4f acc %.2f%% %.0f img/s peak %.1f MB\n", epoch, o.epochs,
                   static_cast<long long>(step + 1 - (epoch - 1) * per_epoch), static_cast<long long>(per_epoch),
-                  epoch_loss / static_cast<double>(epoch_steps), acc, ips, peak / MB), std::fflush(stdout);
+                  epoch_loss / static_cast<double>(epoch_steps), acc, ips, peak / MB),
+          std::fflush(stdout);
     if ((step + 1) % per_epoch == 0 || step + 1 == total) {  // the end of an epoch (or of the run): evaluate
       last_test = tr.evaluate(test_set);
       tr.ema.swap();
@@ -405,13 +419,14 @@ int run(const options& o) {
       acc_series[0].points.emplace_back(x, acc);
       acc_series[1].points.emplace_back(x, last_test);
       acc_series[2].points.emplace_back(x, last_test_ema);
-      bar.line("epoch %d/%d: train loss %.4f, train acc %.2f%%, test acc %.2f%% (EMA weights %.2f%%), %.0f s, %.0f img/s, "
-               "peak %.1f MB, %.1f min so far\n",
-               epoch, o.epochs, epoch_loss / static_cast<double>(epoch_steps), acc, last_test, last_test_ema,
-               seconds_since(epoch_start), ips, peak / MB, seconds_since(start) / 60);
+      bar.line(
+          "epoch %d/%d: train loss %.4f, train acc %.2f%%, test acc %.2f%% (EMA weights %.2f%%), %.0f s, %.0f img/s, "
+          "peak %.1f MB, %.1f min so far\n",
+          epoch, o.epochs, epoch_loss / static_cast<double>(epoch_steps), acc, last_test, last_test_ema,
+          seconds_since(epoch_start), ips, peak / MB, seconds_since(start) / 60);
       elog << epoch << ',' << step + 1 << ',' << epoch_loss / static_cast<double>(epoch_steps) << ',' << acc << ','
-           << last_test << ',' << last_test_ema << ',' << seconds_since(epoch_start) << ',' << seconds_since(start) << ','
-           << ips << ',' << peak / MB << '\n';
+           << last_test << ',' << last_test_ema << ',' << seconds_since(epoch_start) << ',' << seconds_since(start)
+           << ',' << ips << ',' << peak / MB << '\n';
       elog.flush();
       log.flush();
       epoch_loss = 0, epoch_correct = 0, epoch_seen = 0, epoch_steps = 0, train_time = 0;
@@ -419,17 +434,19 @@ int run(const options& o) {
     }
   }
   const std::string ck = o.out + "/final.safetensors", svg = o.out + "/curves.svg";
-  train::save_checkpoint(ck, step, train::part("model", tr.net), train::part("optim", tr.opt), train::part("ema", tr.ema),
-                         train::part("data", loader));
+  train::save_checkpoint(ck, step, train::part("model", tr.net), train::part("optim", tr.opt),
+                         train::part("ema", tr.ema), train::part("data", loader));
   const std::size_t window = std::max<std::size_t>(1, static_cast<std::size_t>(per_epoch / 10));
   write_svg(svg, std::string("RevBiFPN<fashion> on Fashion-MNIST, ") + (o.stored ? "Stored" : "Reversible") + " mode",
-            {{"training loss (mean of each tenth of an epoch)", {{"train loss", "#1f77b4", smooth(losses, window, 1.0 / static_cast<double>(per_epoch))}}},
+            {{"training loss (mean of each tenth of an epoch)",
+              {{"train loss", "#1f77b4", smooth(losses, window, 1.0 / static_cast<double>(per_epoch))}}},
              {"accuracy (%)", acc_series}},
             "epoch");
-  std::printf("test accuracy %.2f%% (EMA weights %.2f%%) after %lld steps in %.1f min; peak activation memory of a "
-              "training step %.1f MB (%s mode)\n",
-              last_test, last_test_ema, static_cast<long long>(step), seconds_since(start) / 60, peak / MB,
-              o.stored ? "Stored" : "Reversible");
+  std::printf(
+      "test accuracy %.2f%% (EMA weights %.2f%%) after %lld steps in %.1f min; peak activation memory of a "
+      "training step %.1f MB (%s mode)\n",
+      last_test, last_test_ema, static_cast<long long>(step), seconds_since(start) / 60, peak / MB,
+      o.stored ? "Stored" : "Reversible");
   std::printf("wrote %s, %s, %s, %s\n", steps_csv.c_str(), epochs_csv.c_str(), svg.c_str(), ck.c_str());
   return 0;
 }
@@ -479,15 +496,16 @@ int compare(const options& o) {
     for (std::size_t i = 0; i < v.size(); ++i) p.emplace_back(static_cast<double>(i + 1), v[i]);
     return p;
   };
-  write_svg(o.out + "/compare.svg", "Stored vs Reversible training from the same seed",
-            {{"training loss", {{"Stored", "#1f77b4", points(losses[0])}, {"Reversible", "#d62728", points(losses[1])}}}},
-            "step");
+  write_svg(
+      o.out + "/compare.svg", "Stored vs Reversible training from the same seed",
+      {{"training loss", {{"Stored", "#1f77b4", points(losses[0])}, {"Reversible", "#d62728", points(losses[1])}}}},
+      "step");
   // Float rounding differs between the modes (the reversible backward recomputes inputs from
   // outputs), and training amplifies it slowly (about 2e-7 after 10 steps): 1e-4 is far above
   // that and far below what a wrong gradient gives.
   const double tolerance = 1e-4;
-  std::printf("peak activation memory of a training step: Stored %.1f MB, Reversible %.1f MB (%.2fx)\n",
-              peaks[0] / MB, peaks[1] / MB, static_cast<double>(peaks[1]) / static_cast<double>(std::max<std::size_t>(1, peaks[0])));
+  std::printf("peak activation memory of a training step: Stored %.1f MB, Reversible %.1f MB (%.2fx)\n", peaks[0] / MB,
+              peaks[1] / MB, static_cast<double>(peaks[1]) / static_cast<double>(std::max<std::size_t>(1, peaks[0])));
   std::printf("time per step: Stored %.3f s, Reversible %.3f s\n", seconds[0] / static_cast<double>(o.steps),
               seconds[1] / static_cast<double>(o.steps));
   std::printf("largest loss difference over %lld steps: %.3e (tolerance %.0e) -> %s\n", o.steps, worst, tolerance,

@@ -20,9 +20,10 @@ using namespace rev;
 
 // y1 = x1 + F(x2), y2 = x2 + G(y1), F and G: conv 3x3 -> BatchNorm -> ReLU on 16 channels.
 using Half = nn::Sequential<nn::Conv2d<16, 16, nn::conv_opts{.kernel = 3}>, nn::BatchNorm2d<16>, nn::ReLU<>>;
-using Net = Chain<nn::Sequential<nn::Conv2d<3, 32, nn::conv_opts{.kernel = 3}>, nn::BatchNorm2d<32>, nn::ReLU<>>,  // stem
-                  Repeat<8, Additive<Half, Half>>,                                                              // reversible body
-                  nn::Sequential<nn::GlobalAvgPool<>, nn::Flatten<>, nn::Linear<32, 10>>>;                        // head
+using Net =
+    Chain<nn::Sequential<nn::Conv2d<3, 32, nn::conv_opts{.kernel = 3}>, nn::BatchNorm2d<32>, nn::ReLU<>>,  // stem
+          Repeat<8, Additive<Half, Half>>,                                          // reversible body
+          nn::Sequential<nn::GlobalAvgPool<>, nn::Flatten<>, nn::Linear<32, 10>>>;  // head
 
 int main() {
   constexpr int batch = 32, size = 32, steps = 8;
@@ -71,7 +72,8 @@ int main() {
   }
   std::printf("Reversible / Stored peak activation memory: %.2f\n", peak_mb[1] / peak_mb[0]);
   float worst = 0;
-  for (int i = 0; i < steps; ++i) worst = std::max(worst, std::abs(losses[0][static_cast<std::size_t>(i)] - losses[1][static_cast<std::size_t>(i)]));
+  for (int i = 0; i < steps; ++i)
+    worst = std::max(worst, std::abs(losses[0][static_cast<std::size_t>(i)] - losses[1][static_cast<std::size_t>(i)]));
   std::printf("largest loss difference between the modes over %d steps: %.2e\n", steps, worst);
   return worst < 1e-3f ? 0 : 1;
 }

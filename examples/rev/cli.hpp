@@ -77,7 +77,8 @@ struct registrar {
 template <class Model, class PartOf>
 std::map<std::string, std::int64_t> parameters_by_part(Model& net, PartOf&& part_of) {
   std::map<std::string, std::int64_t> n;
-  net.for_each_parameter([&](const std::string& key, Param<typename Model::value_type>& p) { n[part_of(key)] += p.value.numel(); });
+  net.for_each_parameter(
+      [&](const std::string& key, Param<typename Model::value_type>& p) { n[part_of(key)] += p.value.numel(); });
   return n;
 }
 

@@ -67,7 +67,8 @@ struct args {
     const std::string v = get(k);
     char* end = nullptr;
     const long n = std::strtol(v.c_str(), &end, 10);
-    if (v.empty() || *end != '\0' || n <= 0) throw usage_error("rev: --" + k + " expects a positive integer, got '" + v + "'");
+    if (v.empty() || *end != '\0' || n <= 0)
+      throw usage_error("rev: --" + k + " expects a positive integer, got '" + v + "'");
     return n;
   }
 };
@@ -116,8 +117,8 @@ int summary_command(const args& a) {
   const model_entry& m = find_model(a.positional[0]);
   const int res = static_cast<int>(a.number("res", m.default_res));
   if (res % m.size_multiple != 0)
-    throw usage_error("rev summary: --res " + std::to_string(res) + " is not a multiple of " + std::to_string(m.size_multiple) +
-                      ", which " + m.name + " needs");
+    throw usage_error("rev summary: --res " + std::to_string(res) + " is not a multiple of " +
+                      std::to_string(m.size_multiple) + ", which " + m.name + " needs");
   const summary s = m.summarize(res);
   part_summary total{"total", 0, {}};
   for (const auto& p : s.parts) {
@@ -129,8 +130,8 @@ int summary_command(const args& a) {
       bench::json_line()("model", m.name)("res", res)("part", p.name)("params", p.parameters)("macs", p.ops.macs())(
           "thop_macs", p.ops.thop())
           .print();
-    bench::json_line()("model", m.name)("res", res)("part", "total")("params", total.parameters)("macs", total.ops.macs())(
-        "thop_macs", total.ops.thop())
+    bench::json_line()("model", m.name)("res", res)("part", "total")("params", total.parameters)(
+        "macs", total.ops.macs())("thop_macs", total.ops.thop())
         .print();
     return 0;
   }
@@ -149,7 +150,8 @@ int run_command(const args& a) {
   o.weights = a.get("weights");
   o.io = a.get("io");
   o.out = a.get("out");
-  if (o.weights.empty() || o.io.empty() || o.out.empty()) throw usage_error("rev run: --weights, --io and --out are required");
+  if (o.weights.empty() || o.io.empty() || o.out.empty())
+    throw usage_error("rev run: --weights, --io and --out are required");
   const std::string md = a.get("mode", "eval");
   if (md != "eval" && md != "train") throw usage_error("rev run: --mode must be eval or train, got '" + md + "'");
   o.train = md == "train";
@@ -169,23 +171,24 @@ int bench_command(const args& a) {
   o.steps = static_cast<int>(a.number("steps", 5));
   o.m = mode_of(a);
   if (o.res % m.size_multiple != 0)
-    throw usage_error("rev bench: --res " + std::to_string(o.res) + " is not a multiple of " + std::to_string(m.size_multiple) +
-                      ", which " + m.name + " needs");
+    throw usage_error("rev bench: --res " + std::to_string(o.res) + " is not a multiple of " +
+                      std::to_string(m.size_multiple) + ", which " + m.name + " needs");
   const bench_result r = m.bench(o);
   std::vector<double> t = r.step_s;
   std::sort(t.begin(), t.end());
   const double median = t[t.size() / 2], best = t.front();
   const char* md = o.m == mode::reversible ? "reversible" : "stored";
   if (a.has("json")) {
-    bench::json_line()("bench", "rev")("model", m.name)("mode", md)("batch", o.batch)("res", o.res)("threads", num_threads())(
-        "steps", o.steps)("step_s_median", median)("step_s_min", best)("peak_activation_mb", r.peak_activation / 1048576.0)(
-        "os_peak_rss_mb", r.peak_rss / 1048576.0)
+    bench::json_line()("bench", "rev")("model", m.name)("mode", md)("batch", o.batch)("res", o.res)(
+        "threads", num_threads())("steps", o.steps)("step_s_median", median)("step_s_min", best)(
+        "peak_activation_mb", r.peak_activation / 1048576.0)("os_peak_rss_mb", r.peak_rss / 1048576.0)
         .print();
   } else {
-    std::printf("%s %s, batch %ld, %ldx%ld, %d threads: training step %.4f s (median of %d, best %.4f s), peak activation "
-                "%.1f MB (OS resident peak %.1f MB)\n",
-                m.family.c_str(), md, static_cast<long>(o.batch), static_cast<long>(o.res), static_cast<long>(o.res),
-                num_threads(), median, o.steps, best, r.peak_activation / 1048576.0, r.peak_rss / 1048576.0);
+    std::printf(
+        "%s %s, batch %ld, %ldx%ld, %d threads: training step %.4f s (median of %d, best %.4f s), peak activation "
+        "%.1f MB (OS resident peak %.1f MB)\n",
+        m.family.c_str(), md, static_cast<long>(o.batch), static_cast<long>(o.res), static_cast<long>(o.res),
+        num_threads(), median, o.steps, best, r.peak_activation / 1048576.0, r.peak_rss / 1048576.0);
   }
   return 0;
 }
@@ -234,8 +237,8 @@ int compare_command(const args& a) {
       worst_key = key;
     }
   }
-  std::printf("rev compare: %d tensors compared, %d above tolerance %.3g or missing; worst %.3g (%s)\n", compared, bad, tol,
-              worst, worst_key.c_str());
+  std::printf("rev compare: %d tensors compared, %d above tolerance %.3g or missing; worst %.3g (%s)\n", compared, bad,
+              tol, worst, worst_key.c_str());
   return bad == 0 && compared > 0 ? 0 : 1;
 }
 
@@ -245,12 +248,14 @@ int main(int argc, char** argv) {
   try {
     const std::string cmd = argc > 1 ? argv[1] : "";
     if (cmd == "list") {
-      for (const auto& m : registry()) std::printf("%-12s %s, default %dx%d\n", m.name.c_str(), m.family.c_str(), m.default_res, m.default_res);
+      for (const auto& m : registry())
+        std::printf("%-12s %s, default %dx%d\n", m.name.c_str(), m.family.c_str(), m.default_res, m.default_res);
       return 0;
     }
     if (cmd == "summary") return summary_command(parse(argc, argv, {"json"}, {"res"}));
     if (cmd == "run") return run_command(parse(argc, argv, {"stored", "reversible"}, {"weights", "io", "out", "mode"}));
-    if (cmd == "bench") return bench_command(parse(argc, argv, {"stored", "reversible", "json"}, {"batch", "res", "steps"}));
+    if (cmd == "bench")
+      return bench_command(parse(argc, argv, {"stored", "reversible", "json"}, {"batch", "res", "steps"}));
     if (cmd == "compare") return compare_command(parse(argc, argv, {}, {"tol"}));
     if (cmd == "-h" || cmd == "--help" || cmd == "help") {
       std::fputs(usage, stdout);

@@ -53,7 +53,13 @@ summary summarize(int res) {
 model_entry entry() {
   const std::string v = Cfg::name;  // "S0"
   const int index = v[1] - '0';
-  return {"revbifpn-s" + std::to_string(index), "RevBiFPN-" + v, paper_res[index], 32, 3, 1000, summarize,
+  return {"revbifpn-s" + std::to_string(index),
+          "RevBiFPN-" + v,
+          paper_res[index],
+          32,
+          3,
+          1000,
+          summarize,
           [](const run_options& o) {
             Model net = make();
             run_model(net, o);
@@ -96,7 +102,13 @@ summary summarize(int res) {
 }
 
 model_entry entry() {
-  return {Cfg::name, std::string("RevNet-") + (Cfg::name + 7), 32, Model::size_multiple, 3, Cfg::classes, summarize,
+  return {Cfg::name,
+          std::string("RevNet-") + (Cfg::name + 7),
+          32,
+          Model::size_multiple,
+          3,
+          Cfg::classes,
+          summarize,
           [](const run_options& o) {
             Model net;
             run_model(net, o);

@@ -39,8 +39,8 @@
 #include "rev/nn/pool.hpp"
 #include "rev/nn/resample.hpp"
 #include "rev/nn/sequential.hpp"
-#include "rev/nn/spectral_norm.hpp"
 #include "rev/nn/space_to_depth.hpp"
+#include "rev/nn/spectral_norm.hpp"
 #include "rev/nn/squeeze_excite.hpp"
 
 #include "rev/additive.hpp"

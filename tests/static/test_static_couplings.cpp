@@ -32,7 +32,9 @@ static_assert(Coupling<Chain<Additive<Conv<2, 2>, Conv<2, 2>>, Repeat<3, Additiv
 using Mixed = Chain<Additive<Conv<2, 2>, Conv<2, 2>>, Conv<4, 4>>;
 static_assert(!Coupling<Mixed>);
 template <class C>
-concept Invertible = requires(C& c, const output_t<C>& y, context& ctx) { c.inverse(y, ctx); };
+concept Invertible = requires(C& c, const output_t<C>& y, context& ctx) {
+  c.inverse(y, ctx);
+};
 static_assert(!Invertible<Mixed>);
 static_assert(Invertible<Chain<Additive<Conv<2, 2>, Conv<2, 2>>>>);
 
@@ -43,7 +45,8 @@ static_assert(nn::Sequential<nn::ReLU<float>, Conv<3, 8>, nn::ReLU<float>>::in_c
 static_assert(nn::Sequential<nn::ReLU<float>, Conv<3, 8>, nn::ReLU<float>>::out_channels == 8);
 static_assert(ChainableBlocks<Conv<3, 8>, Additive<Conv<4, 4>, Conv<4, 4>>>);
 static_assert(!ChainableBlocks<Conv<3, 6>, Additive<Conv<4, 4>, Conv<4, 4>>>);
-static_assert(!Chainable<Additive<Conv<4, 4>, Conv<4, 4>, additive_layout::streams>, Conv<4, 4>>);  // two tensors vs one
+static_assert(
+    !Chainable<Additive<Conv<4, 4>, Conv<4, 4>, additive_layout::streams>, Conv<4, 4>>);  // two tensors vs one
 
 // Silo: F<i,j> maps level i to level j.
 using L3 = levels<4, 6, 8>;

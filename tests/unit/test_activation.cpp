@@ -106,5 +106,6 @@ TEST_CASE("elementwise ops reject mismatched extents") {
   Tensor<float> a({2, 3}), b({3, 2});
   CHECK_THROWS_AS(ops::add(a, b), shape_error);
   CHECK_THROWS_WITH_AS(ops::activation_backward<ops::act::relu>(a, b),
-                       "rev::ops::activation_backward: second operand has extents [3, 2], expected [2, 3]", shape_error);
+                       "rev::ops::activation_backward: second operand has extents [3, 2], expected [2, 3]",
+                       shape_error);
 }

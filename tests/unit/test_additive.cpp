@@ -66,7 +66,8 @@ TEST_CASE("Additive: Stored and Reversible gradients agree (BatchNorm in train m
   auto r = testing::check_reversible_gradients(f, test::random<float>({4, 8, 6, 6}, 7));
   CHECK_MESSAGE(r.ok(1e-5), r.str());
   Additive<ConvBlock<4, 4, double>, ConvBlock<4, 4, double>, additive_layout::streams> d;
-  auto rd = testing::check_reversible_gradients(d, Tensors<double, 2>{test::random({2, 4, 5, 5}, 8), test::random({2, 4, 5, 5}, 9)});
+  auto rd = testing::check_reversible_gradients(
+      d, Tensors<double, 2>{test::random({2, 4, 5, 5}, 8), test::random({2, 4, 5, 5}, 9)});
   CHECK_MESSAGE(rd.ok(1e-12), rd.str());
 }
 

@@ -21,8 +21,9 @@ using ConvNet = nn::Sequential<nn::Conv2d<C, 2 * C, nn::conv_opts{.kernel = 3, .
 
 /// The same with BatchNorm (batch statistics in train, replayed in the recompute phase).
 template <int C, class V>
-using ConvBN = nn::Sequential<nn::Conv2d<C, 2 * C, nn::conv_opts{.kernel = 3}, V>, nn::BatchNorm2d<2 * C, nn::bn_opts{}, V>,
-                              nn::ReLU<V>, nn::Conv2d<2 * C, C, nn::conv_opts{.kernel = 3, .bias = true}, V>>;
+using ConvBN =
+    nn::Sequential<nn::Conv2d<C, 2 * C, nn::conv_opts{.kernel = 3}, V>, nn::BatchNorm2d<2 * C, nn::bn_opts{}, V>,
+                   nn::ReLU<V>, nn::Conv2d<2 * C, C, nn::conv_opts{.kernel = 3, .bias = true}, V>>;
 
 /// raw = gain * x (any channel count): puts S's output in a known range.
 template <Scalar V>
@@ -79,7 +80,8 @@ std::pair<Tensor<double>, Tensor<double>> by_definition(A& block, const Tensor<d
     const double r = raw.data()[i];
     double scale = 0;
     if constexpr (std::same_as<typename A::scale_type, affine_scale::exp>) scale = std::exp(r);
-    else if constexpr (std::same_as<typename A::scale_type, affine_scale::sigmoid>) scale = 1 / (1 + std::exp(-(r + 2)));
+    else if constexpr (std::same_as<typename A::scale_type, affine_scale::sigmoid>)
+      scale = 1 / (1 + std::exp(-(r + 2)));
     else scale = std::exp(block.scale().alpha * 2 / std::numbers::pi * std::atan(r / block.scale().alpha));
     y2.data()[i] = x2.data()[i] * scale + t.data()[i];
     log_det.data()[i / per_sample] += std::log(scale);
@@ -97,7 +99,8 @@ testing::gradient_report check_with_log_det(A& block, const Tensor<double>& x) {
   std::vector<Tensor<double>> inputs{x.clone()};
   for (auto* p : params) inputs.push_back(p->value.clone());
   auto load = [&](const std::vector<Tensor<double>>& in) {
-    for (std::size_t k = 0; k < params.size(); ++k) std::copy(in[k + 1].begin(), in[k + 1].end(), params[k]->value.begin());
+    for (std::size_t k = 0; k < params.size(); ++k)
+      std::copy(in[k + 1].begin(), in[k + 1].end(), params[k]->value.begin());
   };
   const index_t ny = x.numel(), N = x.size(0);
   auto forward = [&](const std::vector<Tensor<double>>& in) {
@@ -166,7 +169,8 @@ static_assert(AffineCompatible<Gain<float>, nn::Conv2d<3, 3>>);
 static_assert(!AffineCompatible<nn::Conv2d<2, 2>, nn::Conv2d<3, 3>>, "S and T disagree on the half width");
 static_assert(!AffineCompatible<nn::Conv2d<2, 3>, nn::Conv2d<2, 3>>, "S must keep the channel count");
 static_assert(!AffineCompatible<nn::Conv2d<2, 2>, nn::Conv2d<2, 4>>, "T must keep the channel count");
-static_assert(AffineScale<affine_scale::exp> && AffineScale<affine_scale::exp_clamped> && AffineScale<affine_scale::sigmoid>);
+static_assert(AffineScale<affine_scale::exp> && AffineScale<affine_scale::exp_clamped> &&
+              AffineScale<affine_scale::sigmoid>);
 static_assert(!AffineScale<int>);
 static_assert(Coupling<Affine<ConvNet<2, float>, ConvNet<2, float>>>);
 static_assert(Coupling<Chain<Repeat<3, Affine<ConvNet<2, float>, ConvNet<2, float>>>>>);
@@ -246,9 +250,9 @@ TEST_CASE("Affine: parameters are named s.* and t.*") {
   std::vector<std::string> names, buffers;
   block.for_each_parameter([&](const std::string& n, auto&) { names.push_back(n); }, "flow.0");
   block.for_each_buffer([&](const std::string& n, auto&) { buffers.push_back(n); });
-  CHECK(names == std::vector<std::string>{"flow.0.s.0.weight", "flow.0.s.0.bias", "flow.0.s.2.weight", "flow.0.s.2.bias",
-                                          "flow.0.t.0.weight", "flow.0.t.1.weight", "flow.0.t.1.bias",
-                                          "flow.0.t.3.weight", "flow.0.t.3.bias"});
+  CHECK(names == std::vector<std::string>{"flow.0.s.0.weight", "flow.0.s.0.bias", "flow.0.s.2.weight",
+                                          "flow.0.s.2.bias", "flow.0.t.0.weight", "flow.0.t.1.weight",
+                                          "flow.0.t.1.bias", "flow.0.t.3.weight", "flow.0.t.3.bias"});
   CHECK(std::count_if(buffers.begin(), buffers.end(), [](auto& b) { return b.rfind("t.1.", 0) == 0; }) >= 2);
 }
 
@@ -386,13 +390,16 @@ TEST_CASE("Affine: Stored and Reversible gradients agree in float32 (<= 1e-5)") 
   }
   SUBCASE("Chain<Repeat<3, Affine>> with log-det gradients") {
     Chain<Repeat<3, Affine<ConvBN<4, float>, ConvNet<4, float>>>> net;
-    for (int i = 0; i < 3; ++i) net.get<0>()[static_cast<std::size_t>(i)].set_log_det_grad(test::random<float>({2}, 21 + static_cast<std::uint64_t>(i)));
+    for (int i = 0; i < 3; ++i)
+      net.get<0>()[static_cast<std::size_t>(i)].set_log_det_grad(
+          test::random<float>({2}, 21 + static_cast<std::uint64_t>(i)));
     auto r = testing::check_reversible_gradients(net, test::random<float>({2, 8, 5, 5}, 24));
     CHECK_MESSAGE(r.ok(1e-5), r.str());
   }
   SUBCASE("a flow alternating the halves, run by a Chain's reversible tape") {
     using Half = Affine<ConvBN<4, float>, ConvNet<4, float>>;
-    using Swapped = Affine<ConvBN<4, float>, ConvNet<4, float>, affine_scale::exp_clamped, affine_layout::halves_swapped>;
+    using Swapped =
+        Affine<ConvBN<4, float>, ConvNet<4, float>, affine_scale::exp_clamped, affine_layout::halves_swapped>;
     Chain<Repeat<2, Half>, Swapped> net;
     auto x = test::random<float>({2, 8, 5, 5}, 25);
     auto dy = test::random<float>({2, 8, 5, 5}, 26);
@@ -457,7 +464,8 @@ TEST_CASE("Affine: float32 round trip with |raw| up to 10 (exp loses invertibili
 }
 
 TEST_CASE("Affine: runtime shape and value errors name the block") {
-  Affine<nn::Conv2d<2, 2, nn::conv_opts{.kernel = 3}, float>, nn::Conv2d<2, 2, nn::conv_opts{.kernel = 3}, float>> block;
+  Affine<nn::Conv2d<2, 2, nn::conv_opts{.kernel = 3}, float>, nn::Conv2d<2, 2, nn::conv_opts{.kernel = 3}, float>>
+      block;
   context ctx{phase::eval};
   CHECK_THROWS_WITH_AS(block.forward(Tensor<float>({1, 6, 4, 4}), ctx),
                        "rev::Affine<S,T>: input has extents [1, 6, 4, 4], expected [N, 4, H, W]", shape_error);
@@ -471,11 +479,13 @@ TEST_CASE("Affine: runtime shape and value errors name the block") {
   CHECK_THROWS_WITH_AS(any.forward(Tensor<float>({1, 5, 4, 4}), ctx),
                        "rev::Affine<S,T>: input has extents [1, 5, 4, 4], expected [N, 2k, H, W]", shape_error);
 
-  Affine<nn::Conv2d<2, 2, nn::conv_opts{.kernel = 3, .stride = 2}, float>, nn::Conv2d<2, 2, nn::conv_opts{}, float>> strided;
+  Affine<nn::Conv2d<2, 2, nn::conv_opts{.kernel = 3, .stride = 2}, float>, nn::Conv2d<2, 2, nn::conv_opts{}, float>>
+      strided;
   CHECK_THROWS_WITH_AS(strided.forward(Tensor<float>({1, 4, 4, 4}), ctx),
                        "rev::Affine<S,T>: S(x1) has extents [1, 2, 2, 2], expected [1, 2, 4, 4] (those of x2)",
                        shape_error);
-  Affine<nn::Conv2d<2, 2, nn::conv_opts{}, float>, nn::Conv2d<2, 2, nn::conv_opts{.kernel = 3, .stride = 2}, float>> strided_t;
+  Affine<nn::Conv2d<2, 2, nn::conv_opts{}, float>, nn::Conv2d<2, 2, nn::conv_opts{.kernel = 3, .stride = 2}, float>>
+      strided_t;
   CHECK_THROWS_WITH_AS(strided_t.forward(Tensor<float>({1, 4, 4, 4}), ctx),
                        "rev::Affine<S,T>: T(x1) has extents [1, 2, 2, 2], expected [1, 2, 4, 4] (those of x2)",
                        shape_error);

@@ -52,8 +52,8 @@ TEST_CASE("multi_head_attention: forward equals the definition") {
     int heads;
     double scale;
   };
-  for (cfg c : {cfg{2, 5, 5, 6, 6, 2, 0}, cfg{1, 1, 1, 4, 4, 1, 0}, cfg{1, 3, 7, 8, 4, 4, 0}, cfg{3, 4, 2, 6, 9, 3, 0.3},
-                cfg{1, 9, 9, 10, 10, 5, -0.7}}) {
+  for (cfg c : {cfg{2, 5, 5, 6, 6, 2, 0}, cfg{1, 1, 1, 4, 4, 1, 0}, cfg{1, 3, 7, 8, 4, 4, 0},
+                cfg{3, 4, 2, 6, 9, 3, 0.3}, cfg{1, 9, 9, 10, 10, 5, -0.7}}) {
     INFO("B ", c.B, " Nq ", c.Nq, " Nk ", c.Nk, " D ", c.D, " Dv ", c.Dv, " heads ", c.heads);
     auto q = test::random({c.B, c.Nq, c.D}, 41, -2, 2), k = test::random({c.B, c.Nk, c.D}, 42, -2, 2);
     auto v = test::random({c.B, c.Nk, c.Dv}, 43);
@@ -77,8 +77,8 @@ TEST_CASE("multi_head_attention: forward and backward equal PyTorch's") {
     auto q = ref.tensor<double>(key + "q"), k = ref.tensor<double>(key + "k"), v = ref.tensor<double>(key + "v");
     auto dout = ref.tensor<double>(key + "dout");
     ops::attention_cache<double> cache;
-    CHECK(test::max_rel_error(ops::multi_head_attention(q, k, v, heads, &cache, scale), ref.tensor<double>(key + "out")) <
-          1e-13);
+    CHECK(test::max_rel_error(ops::multi_head_attention(q, k, v, heads, &cache, scale),
+                              ref.tensor<double>(key + "out")) < 1e-13);
     CHECK(test::max_rel_error(cache.probs, ref.tensor<double>(key + "probs")) < 1e-13);
     auto g = ops::multi_head_attention_backward(q, k, v, heads, cache, dout, scale);
     CHECK(test::max_rel_error(g.dq, ref.tensor<double>(key + "dq")) < 1e-12);
@@ -87,8 +87,8 @@ TEST_CASE("multi_head_attention: forward and backward equal PyTorch's") {
 
     ops::attention_cache<float> cf;
     auto qf = ops::cast<float>(q), kf = ops::cast<float>(k), vf = ops::cast<float>(v);
-    CHECK(test::max_rel_error(ops::multi_head_attention(qf, kf, vf, heads, &cf, scale), ref.tensor<double>(key + "out")) <
-          1e-5);
+    CHECK(test::max_rel_error(ops::multi_head_attention(qf, kf, vf, heads, &cf, scale),
+                              ref.tensor<double>(key + "out")) < 1e-5);
     auto gf = ops::multi_head_attention_backward(qf, kf, vf, heads, cf, ops::cast<float>(dout), scale);
     CHECK(test::max_rel_error(gf.dq, ref.tensor<double>(key + "dq")) < 1e-5);
     CHECK(test::max_rel_error(gf.dk, ref.tensor<double>(key + "dk")) < 1e-5);
@@ -114,8 +114,8 @@ TEST_CASE("multi_head_attention: backward equals finite differences") {
       return std::vector<Tensor<double>>{g.dq, g.dk, g.dv};
     };
     auto r = testing::check_gradients(fwd, bwd,
-                                      {test::random({c.B, c.Nq, c.D}, 44, -2, 2), test::random({c.B, c.Nk, c.D}, 45, -2, 2),
-                                       test::random({c.B, c.Nk, c.Dv}, 46)});
+                                      {test::random({c.B, c.Nq, c.D}, 44, -2, 2),
+                                       test::random({c.B, c.Nk, c.D}, 45, -2, 2), test::random({c.B, c.Nk, c.Dv}, 46)});
     CHECK_MESSAGE(r.ok(), r.str());
   }
 }
@@ -167,17 +167,18 @@ TEST_CASE("multi_head_attention: bad inputs raise errors that name the op") {
                        (std::string(fwd) + ": k has rank 2 (extents [3, 6]), expected rank 3").c_str(), shape_error);
   CHECK_THROWS_WITH_AS(call(q, k, Tensor<float>({3, 6}), 2),
                        (std::string(fwd) + ": v has rank 2 (extents [3, 6]), expected rank 3").c_str(), shape_error);
-  CHECK_THROWS_WITH_AS(call(q, Tensor<float>({2, 3, 8}), v, 2),
-                       (std::string(fwd) + ": k has extents [2, 3, 8], expected [2, Nk, 6] to match q [2, 4, 6]").c_str(),
-                       shape_error);
-  CHECK_THROWS_WITH_AS(call(q, Tensor<float>({1, 3, 6}), v, 2),
-                       (std::string(fwd) + ": k has extents [1, 3, 6], expected [2, Nk, 6] to match q [2, 4, 6]").c_str(),
-                       shape_error);
+  CHECK_THROWS_WITH_AS(
+      call(q, Tensor<float>({2, 3, 8}), v, 2),
+      (std::string(fwd) + ": k has extents [2, 3, 8], expected [2, Nk, 6] to match q [2, 4, 6]").c_str(), shape_error);
+  CHECK_THROWS_WITH_AS(
+      call(q, Tensor<float>({1, 3, 6}), v, 2),
+      (std::string(fwd) + ": k has extents [1, 3, 6], expected [2, Nk, 6] to match q [2, 4, 6]").c_str(), shape_error);
   CHECK_THROWS_WITH_AS(call(q, Tensor<float>({2, 0, 6}), Tensor<float>({2, 0, 6}), 2),
-                       (std::string(fwd) + ": k has extents [2, 0, 6], expected at least one token").c_str(), shape_error);
-  CHECK_THROWS_WITH_AS(call(q, k, Tensor<float>({2, 4, 6}), 2),
-                       (std::string(fwd) + ": v has extents [2, 4, 6], expected [2, 3, Dv] to match k [2, 3, 6]").c_str(),
+                       (std::string(fwd) + ": k has extents [2, 0, 6], expected at least one token").c_str(),
                        shape_error);
+  CHECK_THROWS_WITH_AS(
+      call(q, k, Tensor<float>({2, 4, 6}), 2),
+      (std::string(fwd) + ": v has extents [2, 4, 6], expected [2, 3, Dv] to match k [2, 3, 6]").c_str(), shape_error);
   CHECK_THROWS_WITH_AS(call(q, k, v, 4),
                        (std::string(fwd) + ": widths 6 (q, k) and 6 (v) must be divisible by heads = 4").c_str(),
                        shape_error);
@@ -199,7 +200,8 @@ TEST_CASE("multi_head_attention: bad inputs raise errors that name the op") {
                        "rev::ops::multi_head_attention_backward: heads must be >= 1, got 0", value_error);
   CHECK_THROWS_AS(ops::multi_head_attention_backward(q, Tensor<float>({2, 3, 4}), v, 2, cache, out), shape_error);
   // Zero samples or queries are fine.
-  CHECK(call(Tensor<float>({0, 4, 6}), Tensor<float>({0, 3, 6}), Tensor<float>({0, 3, 6}), 2).shape() == Shape{0, 4, 6});
+  CHECK(call(Tensor<float>({0, 4, 6}), Tensor<float>({0, 3, 6}), Tensor<float>({0, 3, 6}), 2).shape() ==
+        Shape{0, 4, 6});
   CHECK(call(Tensor<float>({2, 0, 6}), k, v, 2).shape() == Shape{2, 0, 6});
 }
 
@@ -215,8 +217,10 @@ void check_layer_against_torch(int i) {
   REQUIRE(ref.tensor<double>(key + "meta").data()[1] == Heads);
   nn::MultiHeadAttention<Dim, Heads, double> layer;
   nn::MultiHeadAttention<Dim, Heads, float> layer_f;
-  layer.for_each_parameter([&](const std::string& name, Param<double>& p) { p.value = ref.tensor<double>(key + name); });
-  layer_f.for_each_parameter([&](const std::string& name, Param<float>& p) { p.value = ref.tensor<float>(key + name); });
+  layer.for_each_parameter(
+      [&](const std::string& name, Param<double>& p) { p.value = ref.tensor<double>(key + name); });
+  layer_f.for_each_parameter(
+      [&](const std::string& name, Param<float>& p) { p.value = ref.tensor<float>(key + name); });
   auto x = ref.tensor<double>(key + "x"), dout = ref.tensor<double>(key + "dout");
   context ctx;
   typename decltype(layer)::cache c;
@@ -234,10 +238,8 @@ void check_layer_against_torch(int i) {
   layer_f.for_each_parameter([&](const std::string& name, Param<float>& p) {
     INFO(name);
     // The k-bias gradient is zero up to rounding (revvit.md §1.4): compare it absolutely.
-    if (name == "qkv.bias")
-      CHECK(test::max_abs_error(p.grad, ref.tensor<double>(key + "grad." + name)) < 1e-5);
-    else
-      CHECK(test::max_rel_error(p.grad, ref.tensor<double>(key + "grad." + name)) < 1e-5);
+    if (name == "qkv.bias") CHECK(test::max_abs_error(p.grad, ref.tensor<double>(key + "grad." + name)) < 1e-5);
+    else CHECK(test::max_rel_error(p.grad, ref.tensor<double>(key + "grad." + name)) < 1e-5);
   });
 }
 
@@ -253,9 +255,8 @@ TEST_CASE("MultiHeadAttention layer: parameter names, finite differences, shape 
   Generator g(8);
   nn::MultiHeadAttention<6, 2, double> layer(g);
   std::vector<std::string> names;
-  layer.for_each_parameter([&](const std::string& n, Param<double>& p) {
-    names.push_back(n + " " + p.shape().str());
-  }, "blocks.0.F.attn");
+  layer.for_each_parameter([&](const std::string& n, Param<double>& p) { names.push_back(n + " " + p.shape().str()); },
+                           "blocks.0.F.attn");
   CHECK(names == std::vector<std::string>{"blocks.0.F.attn.qkv.weight [18, 6]", "blocks.0.F.attn.qkv.bias [18]",
                                           "blocks.0.F.attn.proj.weight [6, 6]", "blocks.0.F.attn.proj.bias [6]"});
   CHECK(parameter_count(layer) == 18 * 6 + 18 + 36 + 6);
@@ -268,7 +269,8 @@ TEST_CASE("MultiHeadAttention layer: parameter names, finite differences, shape 
 
   context ctx;
   CHECK_THROWS_WITH_AS(layer.forward(Tensor<double>({2, 3, 5}), ctx),
-                       "rev::nn::MultiHeadAttention<6,2>: input has extents [2, 3, 5], expected [B, N, 6]", shape_error);
+                       "rev::nn::MultiHeadAttention<6,2>: input has extents [2, 3, 5], expected [B, N, 6]",
+                       shape_error);
   CHECK_THROWS_WITH_AS(layer.forward(Tensor<double>({3, 6}), ctx),
                        "rev::nn::MultiHeadAttention<6,2>: input has extents [3, 6], expected [B, N, 6]", shape_error);
 }

@@ -12,7 +12,7 @@ using CB = ConvBlock<4, 4, float>;
 // Couplings of every kind mixed with an ordinary (checkpointed) block.
 template <int Depth>
 using Mixed = Chain<nn::SpaceToDepth<2, ops::s2d_order::revbifpn, float>,  // coupling, 2 -> 8 channels
-                    ConvBlock<8, 8, float>,                               // ordinary: keeps its input
+                    ConvBlock<8, 8, float>,                                // ordinary: keeps its input
                     Additive<CB, CB>, Affine<CB, CB>, Repeat<Depth, Additive<CB, CB, additive_layout::halves_swapped>>,
                     Affine<CB, CB, affine_scale::exp_clamped, affine_layout::halves_swapped>>;
 
@@ -66,7 +66,8 @@ TEST_CASE("Chain: Stored and Reversible gradients agree for a chain mixing coupl
 }
 
 TEST_CASE("Chain: a chain of couplings is a coupling, and inverts") {
-  Chain<nn::SpaceToDepth<2, ops::s2d_order::revbifpn, double>, Additive<ConvBlock<4, 4, double>, ConvBlock<4, 4, double>>,
+  Chain<nn::SpaceToDepth<2, ops::s2d_order::revbifpn, double>,
+        Additive<ConvBlock<4, 4, double>, ConvBlock<4, 4, double>>,
         Repeat<2, Affine<ConvBlock<4, 4, double>, ConvBlock<4, 4, double>>>>
       net;
   static_assert(Coupling<decltype(net)>);
@@ -81,8 +82,8 @@ TEST_CASE("Chain: Reversible-mode activation memory does not grow with depth; St
   const std::size_t rev2 = step_peak<2>(mode::reversible), rev8 = step_peak<8>(mode::reversible);
   const std::size_t st2 = step_peak<2>(mode::stored), st8 = step_peak<8>(mode::stored);
   INFO("reversible ", rev2, " -> ", rev8, " bytes; stored ", st2, " -> ", st8, " bytes");
-  CHECK(rev8 <= rev2 + rev2 / 20);   // flat within 5 %
-  CHECK(st8 > 2 * st2);              // grows with depth: six more blocks' activations
+  CHECK(rev8 <= rev2 + rev2 / 20);  // flat within 5 %
+  CHECK(st8 > 2 * st2);             // grows with depth: six more blocks' activations
   CHECK(rev8 < st8 / 3);
   // The same with K distinct blocks in a Chain instead of a Repeat.
   const std::size_t chain2 = chain_peak<2>(mode::reversible), chain8 = chain_peak<8>(mode::reversible);

@@ -115,9 +115,9 @@ TEST_CASE("split_channels and concat_channels: backward equals finite difference
   auto cat_bwd = [](const std::vector<Tensor<double>>& in, const Tensor<double>& dy) {
     return ops::split_channels(dy, {in[0].size(1), in[1].size(1), in[2].size(1)});
   };
-  r = testing::check_gradients(cat_fwd, cat_bwd,
-                               {test::random({2, 1, 3, 2}, 34), test::random({2, 4, 3, 2}, 35),
-                                test::random({2, 2, 3, 2}, 36)});
+  r = testing::check_gradients(
+      cat_fwd, cat_bwd,
+      {test::random({2, 1, 3, 2}, 34), test::random({2, 4, 3, 2}, 35), test::random({2, 2, 3, 2}, 36)});
   CHECK_MESSAGE(r.ok(), r.str());
 }
 

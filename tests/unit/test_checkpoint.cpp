@@ -123,7 +123,8 @@ struct run {
   std::int64_t step = 0;
 
   template <class Options>
-  explicit run(Options o) : opt(net, o, groups), ema(net, {.decay = 0.9, .warmup = true}), loader(images(), loader_opts) {}
+  explicit run(Options o)
+      : opt(net, o, groups), ema(net, {.decay = 0.9, .warmup = true}), loader(images(), loader_opts) {}
 
   void train(std::int64_t until) {
     data::batch b;
@@ -165,7 +166,8 @@ void check_identical(const io::file& a, const io::file& b) {
 }
 
 struct temp_file {
-  std::string path = (fs::temp_directory_path() / ("rev_test_checkpoint_" + std::to_string(::getpid()) + ".safetensors")).string();
+  std::string path =
+      (fs::temp_directory_path() / ("rev_test_checkpoint_" + std::to_string(::getpid()) + ".safetensors")).string();
   ~temp_file() { fs::remove(path); }
 };
 
@@ -218,10 +220,11 @@ TEST_CASE("Checkpoint: another model, optimiser or file is refused with an io_er
   {  // a head of other extents; the model is left as it was
     Net<5> other;
     const Tensor<float> before = other.features.get<0>().weight.value.clone();
-    CHECK_THROWS_WITH_AS(train::load_checkpoint(file.path, train::part("model", other)),
-                         "rev::train::load_checkpoint: tensor 'model.head.weight' has extents [10, 4] in the checkpoint, "
-                         "but [5, 4] here; is it a checkpoint of another model?",
-                         io_error);
+    CHECK_THROWS_WITH_AS(
+        train::load_checkpoint(file.path, train::part("model", other)),
+        "rev::train::load_checkpoint: tensor 'model.head.weight' has extents [10, 4] in the checkpoint, "
+        "but [5, 4] here; is it a checkpoint of another model?",
+        io_error);
     CHECK(test::max_abs_error(other.features.get<0>().weight.value, before) == 0);
   }
   {  // a model without the scalar: the checkpoint's extra key is named
@@ -252,7 +255,8 @@ TEST_CASE("Checkpoint: another model, optimiser or file is refused with an io_er
   train::save_model_state(weights, r.net, "model.");
   io::save(weights, file.path);
   CHECK_THROWS_WITH_AS(train::load_checkpoint(file.path, train::part("model", r.net)),
-                       "rev::train::load_checkpoint: the checkpoint has no entry 'meta.step' (expected I64 [1])", io_error);
+                       "rev::train::load_checkpoint: the checkpoint has no entry 'meta.step' (expected I64 [1])",
+                       io_error);
   // A truncated file.
   const auto bytes = io::serialize(snapshot(r));
   std::ofstream(file.path, std::ios::binary | std::ios::trunc)

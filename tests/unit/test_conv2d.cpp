@@ -51,7 +51,8 @@ struct naive {
     return y;
   }
   // {dx, dw, db}
-  std::vector<Tensor<double>> backward(const Tensor<double>& x, const Tensor<double>& wt, const Tensor<double>& dy) const {
+  std::vector<Tensor<double>> backward(const Tensor<double>& x, const Tensor<double>& wt,
+                                       const Tensor<double>& dy) const {
     Tensor<double> dx(x.shape()), dw(wt.shape()), db({co});
     terms([&](index_t a, index_t o, index_t i, index_t j, index_t xc, index_t c, index_t u, index_t v, index_t iy,
               index_t ix) {
@@ -72,32 +73,32 @@ ops::conv2d_params P(int s, int pad, int d = 1, int g = 1) { return {s, s, pad, 
 // input, batch 1, 1x1 maps, several im2col tiles and several pointwise column blocks.
 std::vector<conv_case> cases() {
   return {
-      {{2, 7, 5, 6}, 9, 1, 1, P(1, 0), true},           // pointwise
-      {{1, 16, 33, 32}, 8, 1, 1, P(1, 0), false},       // pointwise, batch 1: column blocks
-      {{3, 8, 1, 1}, 2, 1, 1, P(1, 0), true},           // squeeze-excite: 1x1 maps
-      {{2, 6, 1, 1}, 4, 1, 1, P(1, 0, 1, 2), true},     // grouped, 1x1 maps
-      {{2, 6, 4, 5}, 4, 1, 1, P(1, 0, 1, 2), false},    // grouped pointwise
-      {{2, 6, 9, 11}, 6, 3, 3, P(1, 1, 1, 6), false},   // depthwise k3 s1
-      {{2, 5, 9, 8}, 5, 3, 3, P(2, 1, 1, 5), true},     // depthwise k3 s2
-      {{1, 4, 5, 5}, 4, 5, 5, P(1, 2, 1, 4), false},    // depthwise k5 s1
-      {{1, 4, 17, 15}, 4, 7, 7, P(4, 3, 1, 4), false},  // depthwise k7 s4
-      {{2, 3, 20, 17}, 3, 15, 15, P(8, 7, 1, 3), true}, // depthwise k15 s8
-      {{1, 2, 9, 9}, 2, 3, 3, P(1, 2, 2, 2), false},    // depthwise dilated
-      {{2, 3, 8, 9}, 3, 3, 3, {1, 2, 2, 1, 2, 1, 3}, false},  // depthwise, mixed strides
-      {{1, 3, 1, 1}, 3, 3, 3, P(1, 1, 1, 3), false},    // depthwise on 1x1 maps
-      {{1, 2, 6, 7}, 2, 3, 3, P(1, 3, 1, 2), false},    // depthwise, padding beyond the kernel
-      {{2, 12, 9, 10}, 12, 3, 3, P(2, 1, 1, 12), true}, // depthwise, a full and a partial group of 8
-      {{1, 16, 11, 9}, 16, 5, 5, P(1, 2, 1, 16), false},// depthwise, two full groups
-      {{2, 5, 8, 7}, 6, 3, 3, P(1, 1), false},          // dense 3x3
-      {{1, 3, 9, 10}, 4, 3, 3, P(2, 1), true},          // dense 3x3 stride 2
-      {{2, 16, 24, 24}, 5, 3, 3, P(1, 1), true},        // dense 3x3, several im2col tiles
-      {{2, 6, 7, 7}, 9, 3, 3, P(1, 1, 1, 3), true},     // grouped 3x3
-      {{1, 4, 10, 9}, 3, 3, 3, P(1, 2, 2), false},      // dilated
+      {{2, 7, 5, 6}, 9, 1, 1, P(1, 0), true},                  // pointwise
+      {{1, 16, 33, 32}, 8, 1, 1, P(1, 0), false},              // pointwise, batch 1: column blocks
+      {{3, 8, 1, 1}, 2, 1, 1, P(1, 0), true},                  // squeeze-excite: 1x1 maps
+      {{2, 6, 1, 1}, 4, 1, 1, P(1, 0, 1, 2), true},            // grouped, 1x1 maps
+      {{2, 6, 4, 5}, 4, 1, 1, P(1, 0, 1, 2), false},           // grouped pointwise
+      {{2, 6, 9, 11}, 6, 3, 3, P(1, 1, 1, 6), false},          // depthwise k3 s1
+      {{2, 5, 9, 8}, 5, 3, 3, P(2, 1, 1, 5), true},            // depthwise k3 s2
+      {{1, 4, 5, 5}, 4, 5, 5, P(1, 2, 1, 4), false},           // depthwise k5 s1
+      {{1, 4, 17, 15}, 4, 7, 7, P(4, 3, 1, 4), false},         // depthwise k7 s4
+      {{2, 3, 20, 17}, 3, 15, 15, P(8, 7, 1, 3), true},        // depthwise k15 s8
+      {{1, 2, 9, 9}, 2, 3, 3, P(1, 2, 2, 2), false},           // depthwise dilated
+      {{2, 3, 8, 9}, 3, 3, 3, {1, 2, 2, 1, 2, 1, 3}, false},   // depthwise, mixed strides
+      {{1, 3, 1, 1}, 3, 3, 3, P(1, 1, 1, 3), false},           // depthwise on 1x1 maps
+      {{1, 2, 6, 7}, 2, 3, 3, P(1, 3, 1, 2), false},           // depthwise, padding beyond the kernel
+      {{2, 12, 9, 10}, 12, 3, 3, P(2, 1, 1, 12), true},        // depthwise, a full and a partial group of 8
+      {{1, 16, 11, 9}, 16, 5, 5, P(1, 2, 1, 16), false},       // depthwise, two full groups
+      {{2, 5, 8, 7}, 6, 3, 3, P(1, 1), false},                 // dense 3x3
+      {{1, 3, 9, 10}, 4, 3, 3, P(2, 1), true},                 // dense 3x3 stride 2
+      {{2, 16, 24, 24}, 5, 3, 3, P(1, 1), true},               // dense 3x3, several im2col tiles
+      {{2, 6, 7, 7}, 9, 3, 3, P(1, 1, 1, 3), true},            // grouped 3x3
+      {{1, 4, 10, 9}, 3, 3, 3, P(1, 2, 2), false},             // dilated
       {{2, 3, 8, 11}, 4, 3, 5, {2, 1, 1, 2, 1, 2, 1}, false},  // non-square everything
-      {{2, 4, 1, 1}, 5, 3, 3, P(1, 1), true},           // 3x3 on 1x1 maps
-      {{1, 3, 6, 6}, 6, 3, 3, P(1, 1, 1, 3), false},    // channel multiplier 2
-      {{2, 4, 7, 7}, 3, 1, 1, P(2, 0), false},          // 1x1 stride 2
-      {{2, 3, 5, 5}, 2, 5, 5, P(1, 0), false},          // kernel as large as the input
+      {{2, 4, 1, 1}, 5, 3, 3, P(1, 1), true},                  // 3x3 on 1x1 maps
+      {{1, 3, 6, 6}, 6, 3, 3, P(1, 1, 1, 3), false},           // channel multiplier 2
+      {{2, 4, 7, 7}, 3, 1, 1, P(2, 0), false},                 // 1x1 stride 2
+      {{2, 3, 5, 5}, 2, 5, 5, P(1, 0), false},                 // kernel as large as the input
   };
 }
 
@@ -113,7 +114,8 @@ struct data {
 data make(const conv_case& c, std::uint64_t seed) {
   naive r(c);
   return {test::random(c.x, seed), test::random({c.c_out, c.x[1] / c.p.groups, c.kh, c.kw}, seed + 1),
-          c.bias ? test::random({c.c_out}, seed + 2) : Tensor<double>(), test::random({r.n, r.co, r.ho, r.wo}, seed + 3)};
+          c.bias ? test::random({c.c_out}, seed + 2) : Tensor<double>(),
+          test::random({r.n, r.co, r.ho, r.wo}, seed + 3)};
 }
 
 }  // namespace
@@ -164,10 +166,8 @@ TEST_CASE("conv2d: backward equals the definition, and adds into the parameter g
 TEST_CASE("conv2d: backward equals finite differences") {
   // One case per kernel, small enough for central differences.
   const std::vector<conv_case> small = {
-      {{2, 3, 3, 4}, 4, 1, 1, P(1, 0), true},
-      {{2, 3, 6, 5}, 3, 3, 3, P(2, 1, 1, 3), true},
-      {{1, 2, 9, 8}, 2, 7, 7, P(4, 3, 1, 2), false},
-      {{2, 4, 5, 6}, 4, 3, 3, {2, 1, 1, 0, 1, 2, 2}, true},
+      {{2, 3, 3, 4}, 4, 1, 1, P(1, 0), true},        {{2, 3, 6, 5}, 3, 3, 3, P(2, 1, 1, 3), true},
+      {{1, 2, 9, 8}, 2, 7, 7, P(4, 3, 1, 2), false}, {{2, 4, 5, 6}, 4, 3, 3, {2, 1, 1, 0, 1, 2, 2}, true},
       {{1, 3, 6, 5}, 2, 3, 3, P(1, 2, 2), false},
   };
   std::uint64_t seed = 900;
@@ -201,7 +201,8 @@ TEST_CASE("conv2d: forward and backward equal PyTorch's") {
                                int(pr.data()[4]), int(pr.data()[5]), int(pr.data()[6])};
     const bool has_bias = ref.contains(k + "b");
     const Tensor<double> b = has_bias ? ref.tensor<double>(k + "b") : Tensor<double>();
-    const auto y_ref = ref.tensor<double>(k + "y"), dx_ref = ref.tensor<double>(k + "dx"), dw_ref = ref.tensor<double>(k + "dw");
+    const auto y_ref = ref.tensor<double>(k + "y"), dx_ref = ref.tensor<double>(k + "dx"),
+               dw_ref = ref.tensor<double>(k + "dw");
 
     CHECK(test::max_rel_error(ops::conv2d(x, w, has_bias ? &b : nullptr, p), y_ref) < 1e-12);
     Tensor<double> dw(w.shape()), db({w.size(0)});
@@ -245,14 +246,16 @@ TEST_CASE("conv2d: bad shapes and options are reported") {
   CHECK_THROWS_WITH_AS(ops::conv2d(x, Tensor<float>({8, 4, 3}), nullptr, p),
                        "rev::ops::conv2d: weight has rank 3 (extents [8, 4, 3]), expected rank 4", shape_error);
   CHECK_THROWS_WITH_AS(ops::conv2d(Tensor<float>({2, 5, 8, 8}), w, nullptr, p),
-                       "rev::ops::conv2d: input has 5 channels, expected 4 (weight [8, 4, 3, 3], groups 1)", shape_error);
+                       "rev::ops::conv2d: input has 5 channels, expected 4 (weight [8, 4, 3, 3], groups 1)",
+                       shape_error);
   CHECK_THROWS_WITH_AS(ops::conv2d(x, Tensor<float>({8, 2, 3, 3}), nullptr, P(1, 1, 1, 3)),
                        "rev::ops::conv2d: weight has 8 output channels, not divisible by groups 3", shape_error);
   CHECK_THROWS_WITH_AS(ops::conv2d(Tensor<float>({2, 5, 8, 8}), Tensor<float>({6, 2, 3, 3}), nullptr, P(1, 1, 1, 3)),
                        "rev::ops::conv2d: input has 5 channels, not divisible by groups 3", shape_error);
-  CHECK_THROWS_WITH_AS(ops::conv2d(x, Tensor<float>({8, 0, 3, 3}), nullptr, p),
-                       "rev::ops::conv2d: weight has extents [8, 0, 3, 3], expected positive extents [C_out, C_in/groups, kh, kw]",
-                       shape_error);
+  CHECK_THROWS_WITH_AS(
+      ops::conv2d(x, Tensor<float>({8, 0, 3, 3}), nullptr, p),
+      "rev::ops::conv2d: weight has extents [8, 0, 3, 3], expected positive extents [C_out, C_in/groups, kh, kw]",
+      shape_error);
   CHECK_THROWS_WITH_AS(ops::conv2d(Tensor<float>({1, 4, 2, 9}), Tensor<float>({8, 4, 5, 3}), nullptr, P(1, 1)),
                        "rev::ops::conv2d: kernel 5x3 with dilation 1x1 spans 5x3, larger than the padded input 4x11 "
                        "(input [1, 4, 2, 9], padding 1x1)",
@@ -260,7 +263,8 @@ TEST_CASE("conv2d: bad shapes and options are reported") {
   CHECK_THROWS_AS(ops::conv2d(Tensor<float>({1, 4, 4, 4}), w, nullptr, P(1, 0, 2)), shape_error);
   const Tensor<float> b5({5});
   CHECK_THROWS_WITH_AS(ops::conv2d(x, w, &b5, p), "rev::ops::conv2d: bias has extents [5], expected [8]", shape_error);
-  CHECK_THROWS_WITH_AS(ops::conv2d(x, w, nullptr, P(0, 1)), "rev::ops::conv2d: stride 0x0 must be at least 1", value_error);
+  CHECK_THROWS_WITH_AS(ops::conv2d(x, w, nullptr, P(0, 1)), "rev::ops::conv2d: stride 0x0 must be at least 1",
+                       value_error);
   CHECK_THROWS_WITH_AS(ops::conv2d(x, w, nullptr, P(1, -1)), "rev::ops::conv2d: padding -1x-1 must not be negative",
                        value_error);
   CHECK_THROWS_WITH_AS(ops::conv2d(x, w, nullptr, P(1, 1, 0)), "rev::ops::conv2d: dilation 0x0 must be at least 1",
@@ -300,10 +304,12 @@ TEST_CASE("nn::Conv2d: parameters, options and PyTorch's default initialisation"
   static_assert(nn::Conv2d<8, 8, nn::conv_opts{.kernel = 5, .padding = 0}>::padding == 0);
   static_assert(Layer<nn::Conv2d<8, 8>>);
   std::vector<std::string> names;
-  conv.for_each_parameter([&](const std::string& n, Param<float>& p) {
-    names.push_back(n);
-    CHECK(p.grad.shape() == p.value.shape());
-  }, "stem.conv");
+  conv.for_each_parameter(
+      [&](const std::string& n, Param<float>& p) {
+        names.push_back(n);
+        CHECK(p.grad.shape() == p.value.shape());
+      },
+      "stem.conv");
   CHECK(names == std::vector<std::string>{"stem.conv.weight", "stem.conv.bias"});
   CHECK(conv.weight.shape() == Shape{32, 4, 3, 3});
   CHECK(conv.bias.shape() == Shape{32});

@@ -14,7 +14,8 @@ template <class T>
 Tensor<T> naive_dropout(const Tensor<T>& x, double p, const rng_state& s) {
   Tensor<T> y(x.shape());
   for (index_t i = 0; i < x.numel(); ++i)
-    y.data()[i] = philox::uniform(s, static_cast<std::uint64_t>(i)) >= p ? x.data()[i] * static_cast<T>(1 / (1 - p)) : T(0);
+    y.data()[i] =
+        philox::uniform(s, static_cast<std::uint64_t>(i)) >= p ? x.data()[i] * static_cast<T>(1 / (1 - p)) : T(0);
   return y;
 }
 
@@ -23,8 +24,8 @@ Tensor<T> naive_drop_path(const Tensor<T>& x, double p, const rng_state& s) {
   Tensor<T> y(x.shape());
   const index_t per = x.numel() / x.size(0);
   for (index_t i = 0; i < x.numel(); ++i)
-    y.data()[i] = philox::uniform(s, static_cast<std::uint64_t>(i / per)) >= p ? x.data()[i] * static_cast<T>(1 / (1 - p))
-                                                                                : T(0);
+    y.data()[i] =
+        philox::uniform(s, static_cast<std::uint64_t>(i / per)) >= p ? x.data()[i] * static_cast<T>(1 / (1 - p)) : T(0);
   return y;
 }
 

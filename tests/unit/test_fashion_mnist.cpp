@@ -69,7 +69,8 @@ data::image_set synthetic(index_t n) {
 // Writes `s` as <dir>/<stem>-images-idx3-ubyte.gz and <stem>-labels-idx1-ubyte.gz.
 void write_set(const temp_dir& dir, const std::string& stem, const data::image_set& s) {
   write(dir / (stem + "-images-idx3-ubyte.gz"),
-        gzip(idx({static_cast<std::uint32_t>(s.size), static_cast<std::uint32_t>(s.rows), static_cast<std::uint32_t>(s.cols)},
+        gzip(idx({static_cast<std::uint32_t>(s.size), static_cast<std::uint32_t>(s.rows),
+                  static_cast<std::uint32_t>(s.cols)},
                  s.pixels)));
   std::vector<std::uint8_t> labels(s.labels.begin(), s.labels.end());
   write(dir / (stem + "-labels-idx1-ubyte.gz"), gzip(idx({static_cast<std::uint32_t>(s.size)}, labels)));
@@ -111,7 +112,8 @@ TEST_CASE("Fashion-MNIST: gzipped IDX files decode exactly, from explicit paths 
   const data::image_set s = synthetic(5);
   write_set(dir, "train", s);
   write_set(dir, "t10k", synthetic(3));
-  const data::image_set r = data::read_idx_images(dir / "train-images-idx3-ubyte.gz", dir / "train-labels-idx1-ubyte.gz");
+  const data::image_set r =
+      data::read_idx_images(dir / "train-images-idx3-ubyte.gz", dir / "train-labels-idx1-ubyte.gz");
   CHECK(r.size == 5);
   CHECK(r.rows == 28);
   CHECK(r.cols == 28);
@@ -169,7 +171,8 @@ TEST_CASE("Fashion-MNIST loader: shuffling is a seeded permutation, new every ep
     while (l.next(b)) order.insert(order.end(), b.labels.begin(), b.labels.end());
     return order;
   };
-  data::Loader a(s, {.batch_size = 16, .seed = 1}), same(s, {.batch_size = 16, .seed = 1}), other(s, {.batch_size = 16, .seed = 2});
+  data::Loader a(s, {.batch_size = 16, .seed = 1}), same(s, {.batch_size = 16, .seed = 1}),
+      other(s, {.batch_size = 16, .seed = 2});
   const auto a0 = epoch_order(a), a1 = epoch_order(a);
   CHECK(std::set<int>(a0.begin(), a0.end()).size() == 40);
   CHECK(std::set<int>(a1.begin(), a1.end()).size() == 40);
@@ -219,30 +222,32 @@ TEST_CASE("Fashion-MNIST loader: save_state / load_state resume the same batches
   }
   const data::image_set smaller = synthetic(20);
   data::Loader wrong(smaller, o);
-  CHECK_THROWS_WITH_AS(wrong.load_state(state, "data."),
-                       "rev::data::Loader::load_state: the checkpoint's loader iterated over 30 images, this one over 20",
-                       io_error);
+  CHECK_THROWS_WITH_AS(
+      wrong.load_state(state, "data."),
+      "rev::data::Loader::load_state: the checkpoint's loader iterated over 30 images, this one over 20", io_error);
 }
 
 TEST_CASE("Fashion-MNIST: bad files and options raise errors that name the problem") {
   temp_dir dir;
   const std::string missing = (dir.path / "nowhere").string();
-  CHECK_THROWS_WITH_AS(data::load_fashion_mnist(data::split::train, missing),
-                       doctest::Contains("does not exist; install Fashion-MNIST with `sudo apt-get install dataset-fashion-mnist`"),
-                       io_error);
+  CHECK_THROWS_WITH_AS(
+      data::load_fashion_mnist(data::split::train, missing),
+      doctest::Contains("does not exist; install Fashion-MNIST with `sudo apt-get install dataset-fashion-mnist`"),
+      io_error);
   const auto images = idx({2, 28, 28}, std::vector<std::uint8_t>(2 * 784, 7));
   const auto labels = gzip(idx({2}, {1, 2}));
   write(dir / "labels.gz", labels);
   auto expect_error = [&](const std::vector<std::uint8_t>& file, const std::string& message) {
     INFO(message);
     write(dir / "images.gz", file);
-    CHECK_THROWS_WITH_AS(data::read_idx_images(dir / "images.gz", dir / "labels.gz"), doctest::Contains(message.c_str()),
-                         io_error);
+    CHECK_THROWS_WITH_AS(data::read_idx_images(dir / "images.gz", dir / "labels.gz"),
+                         doctest::Contains(message.c_str()), io_error);
   };
   expect_error(images, "is not a gzip file");
   const auto packed = gzip(images);
-  expect_error(std::vector<std::uint8_t>(packed.begin(), packed.begin() + static_cast<std::ptrdiff_t>(packed.size() / 2)),
-               "is truncated (the gzip stream ends early)");
+  expect_error(
+      std::vector<std::uint8_t>(packed.begin(), packed.begin() + static_cast<std::ptrdiff_t>(packed.size() / 2)),
+      "is truncated (the gzip stream ends early)");
   auto bad_crc = packed;
   bad_crc[bad_crc.size() - 6] ^= 0xff;  // the CRC-32 of the trailer
   expect_error(bad_crc, "is a corrupt gzip file (zlib: incorrect data check)");
@@ -269,7 +274,8 @@ TEST_CASE("Fashion-MNIST: bad files and options raise errors that name the probl
                        doctest::Contains("holds images of 27x28 pixels, expected 28x28"), io_error);
 
   const data::image_set s = synthetic(3);
-  CHECK_THROWS_WITH_AS(data::Loader(s, {.batch_size = 0}), "rev::data::Loader: batch_size 0 must be positive", value_error);
+  CHECK_THROWS_WITH_AS(data::Loader(s, {.batch_size = 0}), "rev::data::Loader: batch_size 0 must be positive",
+                       value_error);
   CHECK_THROWS_AS(data::Loader(s, {.batch_size = 4, .drop_last = true}), value_error);
   const data::image_set empty;
   CHECK_THROWS_AS(data::Loader(empty, {}), value_error);
@@ -286,8 +292,10 @@ TEST_CASE("Fashion-MNIST: the real data set (skipped unless dataset-fashion-mnis
   CHECK(train.size == 60000);
   CHECK(test.size == 10000);
   // First labels and pixels as read with zcat | od and numpy.
-  CHECK(std::vector<int>(train.labels.begin(), train.labels.begin() + 10) == std::vector<int>{9, 0, 0, 3, 0, 2, 7, 2, 5, 5});
-  CHECK(std::vector<int>(test.labels.begin(), test.labels.begin() + 10) == std::vector<int>{9, 2, 1, 1, 6, 1, 4, 6, 5, 7});
+  CHECK(std::vector<int>(train.labels.begin(), train.labels.begin() + 10) ==
+        std::vector<int>{9, 0, 0, 3, 0, 2, 7, 2, 5, 5});
+  CHECK(std::vector<int>(test.labels.begin(), test.labels.begin() + 10) ==
+        std::vector<int>{9, 2, 1, 1, 6, 1, 4, 6, 5, 7});
   CHECK(std::accumulate(train.pixels.begin(), train.pixels.begin() + 784, 0) == 76247);
   CHECK(std::vector<int>(train.pixels.begin() + 10 * 28 + 12, train.pixels.begin() + 10 * 28 + 16) ==
         std::vector<int>{0, 193, 228, 218});

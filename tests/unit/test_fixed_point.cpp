@@ -87,9 +87,7 @@ void init_block(Blk& b, std::uint64_t seed, index_t h, index_t w) {
 template <class Blk>
 double exact_lipschitz(Blk& b, index_t h, index_t w) {
   double lip = 1;
-  auto one = [&](auto& sn) {
-    lip *= exact_norm(ops::cast<double>(sn.effective_weight()), sn.params, 4, h, w);
-  };
+  auto one = [&](auto& sn) { lip *= exact_norm(ops::cast<double>(sn.effective_weight()), sn.params, 4, h, w); };
   one(b.g().template get<0>());
   one(b.g().template get<2>());
   return lip;
@@ -139,7 +137,7 @@ TEST_CASE("FixedPointResidual: inverse error vs iterations, c = 0.9, within the 
       CHECK(b64.last_report().evaluations == n);
       const double bound = std::pow(lip, n) * gx / nx;
       CHECK(e64 <= bound * (1 + 1e-6) + 1e-14);  // ||x - x_N|| <= Lip(g)^N ||g(x)||
-      if (n >= 30) {  // the documented N for c = 0.9
+      if (n >= 30) {                             // the documented N for c = 0.9
         CHECK(e64 <= 1e-6);
         CHECK(e32 <= 1e-6);
       }
@@ -150,7 +148,9 @@ TEST_CASE("FixedPointResidual: inverse error vs iterations, c = 0.9, within the 
       std::snprintf(buf[2], 32, " %.1e", bound);
       row64 += buf[0], row32 += buf[1], rowb += buf[2];
     }
-    table << row64 << "\n" << row32 << "\n" << rowb << "  (Lip(g) = " << lip << ", ||g(x)||/||x|| = " << gx / nx << ")\n";
+    table << row64 << "\n"
+          << row32 << "\n"
+          << rowb << "  (Lip(g) = " << lip << ", ||g(x)||/||x|| = " << gx / nx << ")\n";
   };
   run.template operator()<BranchB>("SN-ReLU-SN     ");
   run.template operator()<BranchA>("SN-ReLU-SN-ReLU");
@@ -167,8 +167,8 @@ TEST_CASE("FixedPointResidual: tolerance-based stop") {
   b.tolerance = 1e-10;
   auto xr = b.inverse(y, eval);
   const auto report = b.last_report();
-  MESSAGE("tolerance 1e-10: " << report.evaluations << " evaluations, last step " << report.last_step
-                              << ", error " << rel_error(xr, x));
+  MESSAGE("tolerance 1e-10: " << report.evaluations << " evaluations, last step " << report.last_step << ", error "
+                              << rel_error(xr, x));
   CHECK(report.converged);
   CHECK(report.evaluations < 200);
   CHECK(report.last_step <= 1e-10);
@@ -294,7 +294,7 @@ TEST_CASE("FixedPointResidual: the reconstruction has no side effects and equals
   const Tensor<float> u = sn.u().clone(), v = sn.v().clone();
   auto r = b.backward_reversible(y, test::random<float>(y.shape(), 93));
   const auto report = b.last_report();
-  auto xi = b.inverse(y, train);  // a train context is evaluated as recompute
+  auto xi = b.inverse(y, train);               // a train context is evaluated as recompute
   CHECK(test::max_abs_error(sn.u(), u) == 0);  // no power steps in the iteration
   CHECK(test::max_abs_error(sn.v(), v) == 0);
   CHECK(test::max_abs_error(r.x, xi) == 0);

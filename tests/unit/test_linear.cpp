@@ -53,12 +53,13 @@ struct linear_case {
 
 TEST_CASE("linear: forward and backward equal the definition") {
   // Ranks 1 to 4; enough rows for several parallel tasks; one input feature; one output.
-  const std::vector<linear_case> cases = {{{7}, 3}, {{5, 4}, 6}, {{2, 3, 9}, 1}, {{2, 2, 3, 5}, 4},
+  const std::vector<linear_case> cases = {{{7}, 3},        {{5, 4}, 6},  {{2, 3, 9}, 1}, {{2, 2, 3, 5}, 4},
                                           {{300, 33}, 17}, {{64, 1}, 5}, {{1, 1}, 1}};
   std::uint64_t seed = 10;
   for (const auto& c : cases) {
     INFO(c.x);
-    const auto x = test::random(c.x, seed++), w = test::random({c.out, c.x[-1]}, seed++), b = test::random({c.out}, seed++);
+    const auto x = test::random(c.x, seed++), w = test::random({c.out, c.x[-1]}, seed++),
+               b = test::random({c.out}, seed++);
     Shape ys = c.x;
     ys[-1] = c.out;
     const auto dy = test::random(ys, seed++);
@@ -124,11 +125,13 @@ TEST_CASE("linear: forward and backward equal PyTorch's") {
 TEST_CASE("linear: bad shapes are reported") {
   Tensor<float> x({3, 4}), w({5, 4}), dy({3, 5});
   CHECK_THROWS_WITH_AS(ops::linear(Tensor<float>(), w, nullptr),
-                       "rev::ops::linear: input has rank 0, expected rank >= 1 (last extent = in features)", shape_error);
+                       "rev::ops::linear: input has rank 0, expected rank >= 1 (last extent = in features)",
+                       shape_error);
   CHECK_THROWS_WITH_AS(ops::linear(x, Tensor<float>({5, 4, 1}), nullptr),
                        "rev::ops::linear: weight has rank 3 (extents [5, 4, 1]), expected rank 2", shape_error);
   CHECK_THROWS_WITH_AS(ops::linear(Tensor<float>({3, 6}), w, nullptr),
-                       "rev::ops::linear: input has 6 features (extents [3, 6]), expected 4 (weight [5, 4])", shape_error);
+                       "rev::ops::linear: input has 6 features (extents [3, 6]), expected 4 (weight [5, 4])",
+                       shape_error);
   const Tensor<float> b4({4});
   CHECK_THROWS_WITH_AS(ops::linear(x, w, &b4), "rev::ops::linear: bias has extents [4], expected [5]", shape_error);
   Tensor<float> dw(w.shape()), db({5}), dw_bad({4, 5}), db_bad({1});

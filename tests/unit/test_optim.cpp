@@ -99,7 +99,8 @@ TEST_CASE("AdamW follows torch.optim.AdamW: defaults, amsgrad, and parameter gro
 
 TEST_CASE("SGD parameter groups follow torch.optim.SGD param_groups (Fixup's scalars at lr / 10)") {
   tiny m = start();
-  train::SGD<double> opt(m, {.lr = 0.1, .momentum = 0.9, .weight_decay = 5e-4, .nesterov = true}, {scalars_at_lr_over_10});
+  train::SGD<double> opt(m, {.lr = 0.1, .momentum = 0.9, .weight_decay = 5e-4, .nesterov = true},
+                         {scalars_at_lr_over_10});
   CHECK(opt.lr_scale("b") == 0.1);
   CHECK(opt.lr_scale("w") == 1);
   check_steps("sgd_groups", m, opt);
@@ -109,9 +110,8 @@ TEST_CASE("Parameter groups: bad groups are rejected") {
   tiny m;
   CHECK_THROWS_WITH_AS(train::SGD<double>(m, {.lr = 0.1}, {{.name = "convs", .match = train::name_contains("conv")}}),
                        "rev::train::SGD: parameter group 'convs' matches no parameter", value_error);
-  CHECK_THROWS_WITH_AS(
-      train::AdamW<double>(m, {}, {{.name = "s", .match = train::scalars(), .lr_scale = -1}}),
-      "rev::train::AdamW: parameter group 's' has lr_scale -1, expected >= 0", value_error);
+  CHECK_THROWS_WITH_AS(train::AdamW<double>(m, {}, {{.name = "s", .match = train::scalars(), .lr_scale = -1}}),
+                       "rev::train::AdamW: parameter group 's' has lr_scale -1, expected >= 0", value_error);
   CHECK_THROWS_WITH_AS(train::SGD<double>(m, {.lr = 0.1}, {{.name = "none"}}),
                        "rev::train::SGD: parameter group 'none' has no match predicate", value_error);
   CHECK_THROWS_AS(train::AdamW<double>(m, {}, {{.name = "s", .match = train::scalars(), .weight_decay = -0.5}}),
@@ -134,7 +134,8 @@ TEST_CASE("AdamW: bad options are rejected") {
 }
 
 TEST_CASE("cosine_schedule matches SequentialLR(LinearLR, CosineAnnealingLR) and CosineAnnealingLR") {
-  const train::cosine_schedule warm{.base_lr = 0.5, .warmup_steps = 5, .total_steps = 20, .warmup_lr = 0.05, .min_lr = 1e-3};
+  const train::cosine_schedule warm{
+      .base_lr = 0.5, .warmup_steps = 5, .total_steps = 20, .warmup_lr = 0.05, .min_lr = 1e-3};
   const Tensor<double> lr = ref().tensor<double>("schedule.lr");
   for (int t = 0; t <= 20; ++t) {
     INFO("step ", t);
@@ -162,7 +163,9 @@ TEST_CASE("clip_grad_norm_ follows torch.nn.utils.clip_grad_norm_ (2-norm, inf-n
   const struct {
     const char* name;
     double max_norm, norm_type;
-  } cases[] = {{"l2", 1.0, 2.0}, {"l2_noclip", 100.0, 2.0}, {"inf", 0.5, std::numeric_limits<double>::infinity()},
+  } cases[] = {{"l2", 1.0, 2.0},
+               {"l2_noclip", 100.0, 2.0},
+               {"inf", 0.5, std::numeric_limits<double>::infinity()},
                {"l3", 0.7, 3.0}};
   for (const auto& c : cases) {
     INFO(c.name);
@@ -228,7 +231,8 @@ TEST_CASE("ModelEMA: swap, copy_to, buffers copied on request, bad options") {
   CHECK(other.w.value.data()[11] == 2.0);
   CHECK(other.b.value.data()[0] == 0.0);
   other.w = Param<double>({3, 4});
-  CHECK_THROWS_WITH_AS(ema.copy_to(other), "rev::train::ModelEMA::copy_to: 'w' has extents [3, 4] in the model, but [4, 3] in the average",
+  CHECK_THROWS_WITH_AS(ema.copy_to(other),
+                       "rev::train::ModelEMA::copy_to: 'w' has extents [3, 4] in the model, but [4, 3] in the average",
                        shape_error);
   CHECK_THROWS_AS(ema.average("x"), value_error);
   CHECK_THROWS_WITH_AS(train::ModelEMA<double>(m, {.decay = 1.5}),

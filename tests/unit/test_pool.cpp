@@ -63,8 +63,8 @@ TEST_CASE("global-average-pool errors") {
 }
 
 TEST_CASE("avg_pool2d matches a naive window mean and drops incomplete windows") {
-  for (const auto& [s, k] : {std::pair{Shape{2, 3, 4, 6}, 2}, std::pair{Shape{1, 2, 7, 5}, 2}, std::pair{Shape{2, 1, 9, 9}, 3},
-                             std::pair{Shape{1, 1, 3, 3}, 1}}) {
+  for (const auto& [s, k] : {std::pair{Shape{2, 3, 4, 6}, 2}, std::pair{Shape{1, 2, 7, 5}, 2},
+                             std::pair{Shape{2, 1, 9, 9}, 3}, std::pair{Shape{1, 1, 3, 3}, 1}}) {
     INFO("extents ", s, " k ", k);
     const auto x = test::random(s, 3, -2, 3);
     const index_t Ho = s[2] / k, Wo = s[3] / k;
@@ -79,20 +79,23 @@ TEST_CASE("avg_pool2d matches a naive window mean and drops incomplete windows")
             ref(n, c, i, j) = sum / (k * k);
           }
     CHECK(test::max_rel_error(ops::avg_pool2d(x, k), ref) < 1e-14);
-    const auto r = testing::check_gradients([&](const std::vector<Tensor<double>>& in) { return ops::avg_pool2d(in[0], k); },
-                                            [&](const std::vector<Tensor<double>>& in, const Tensor<double>& dy) {
-                                              return std::vector<Tensor<double>>{ops::avg_pool2d_backward(in[0].shape(), dy, k)};
-                                            },
-                                            {x});
+    const auto r =
+        testing::check_gradients([&](const std::vector<Tensor<double>>& in) { return ops::avg_pool2d(in[0], k); },
+                                 [&](const std::vector<Tensor<double>>& in, const Tensor<double>& dy) {
+                                   return std::vector<Tensor<double>>{ops::avg_pool2d_backward(in[0].shape(), dy, k)};
+                                 },
+                                 {x});
     CHECK_MESSAGE(r.ok(), r.str());
   }
 }
 
 TEST_CASE("avg_pool2d errors") {
   CHECK_THROWS_WITH_AS(ops::avg_pool2d(Tensor<float>({1, 2, 1, 4}), 2),
-                       "rev::ops::avg_pool2d: input has extents [1, 2, 1, 4], smaller than the 2x2 window", shape_error);
-  CHECK_THROWS_WITH_AS(ops::avg_pool2d(Tensor<float>({1, 2, 4, 4}), 0), "rev::ops::avg_pool2d: kernel 0 must be at least 1",
-                       value_error);
+                       "rev::ops::avg_pool2d: input has extents [1, 2, 1, 4], smaller than the 2x2 window",
+                       shape_error);
+  CHECK_THROWS_WITH_AS(ops::avg_pool2d(Tensor<float>({1, 2, 4, 4}), 0),
+                       "rev::ops::avg_pool2d: kernel 0 must be at least 1", value_error);
   CHECK_THROWS_WITH_AS(ops::avg_pool2d_backward(Shape{1, 2, 4, 4}, Tensor<float>({1, 2, 4, 4}), 2),
-                       "rev::ops::avg_pool2d_backward: dy has extents [1, 2, 4, 4], expected [1, 2, 2, 2]", shape_error);
+                       "rev::ops::avg_pool2d_backward: dy has extents [1, 2, 4, 4], expected [1, 2, 2, 2]",
+                       shape_error);
 }

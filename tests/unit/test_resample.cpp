@@ -144,9 +144,11 @@ TEST_CASE("upsampling: zero-sized batch gives zero-sized outputs") {
 TEST_CASE("upsampling: bad inputs raise errors that name the op") {
   Tensor<float> x3({2, 3, 4}), x({1, 2, 4, 6});
   CHECK_THROWS_WITH_AS(ops::upsample_bilinear(x3, 2),
-                       "rev::ops::upsample_bilinear: input has rank 3 (extents [2, 3, 4]), expected rank 4", shape_error);
+                       "rev::ops::upsample_bilinear: input has rank 3 (extents [2, 3, 4]), expected rank 4",
+                       shape_error);
   CHECK_THROWS_WITH_AS(ops::upsample_nearest(x3, 2),
-                       "rev::ops::upsample_nearest: input has rank 3 (extents [2, 3, 4]), expected rank 4", shape_error);
+                       "rev::ops::upsample_nearest: input has rank 3 (extents [2, 3, 4]), expected rank 4",
+                       shape_error);
   CHECK_THROWS_WITH_AS(ops::upsample_bilinear(x, 0), "rev::ops::upsample_bilinear: factor must be >= 1, got 0",
                        value_error);
   CHECK_THROWS_WITH_AS(ops::upsample_nearest(x, -2), "rev::ops::upsample_nearest: factor must be >= 1, got -2",

@@ -136,8 +136,8 @@ TEST_CASE("RevBiFPN-S0: golden parity with the official model (both modes)") {
       stats.add(k, e);
       CHECK(e <= 1e-4);
     });
-    MESSAGE(mode_name, ": eval logits ", eval_err, ", eval features ", feat.rel,
-            ", train logits ", train_err, ", input grad ", input_err, ", worst param grad ", grads.rel, " (", grads.key,
+    MESSAGE(mode_name, ": eval logits ", eval_err, ", eval features ", feat.rel, ", train logits ", train_err,
+            ", input grad ", input_err, ", worst param grad ", grads.rel, " (", grads.key,
             "), zero-grad tensors max abs ", zero_abs.rel, ", BN running stats ", stats.rel, " (", stats.key, ")");
   }
 }
@@ -154,8 +154,9 @@ TEST_CASE("RevBiFPN: bad inputs and bad weight files") {
   // An S1 file has [32, 1, 3, 3] for this key (c_0 / 2 = 32 channels).
   const std::string key = "rev_stack.1.rev_transform_0.f.xform_0_1.dw_conv.conv.weight";
   f.put(key, Tensor<float>({32, 1, 3, 3}));
-  CHECK_THROWS_WITH_AS(net.load(f), doctest::Contains((key + "' has extents [32, 1, 3, 3] in the file, expected [24, 1, 3, 3]").c_str()),
-                       io_error);
+  CHECK_THROWS_WITH_AS(
+      net.load(f), doctest::Contains((key + "' has extents [32, 1, 3, 3] in the file, expected [24, 1, 3, 3]").c_str()),
+      io_error);
   f.put("rev_stack.1.num_batches_tracked", Tensor<float>({1}));  // ignored
   f.put("head.extra", Tensor<float>({2}));
   f.entries.erase("head.fc.bias");

@@ -48,7 +48,8 @@ TEST_CASE("RevBiFPN-S3: stored and reversible training steps agree with stochast
   double worst = 0;
   b.for_each_parameter([&](const std::string& k, Param<float>& p) {
     const Tensor<float>& ref = grads[i++];
-    const double err = test::max_abs_error(p.grad, ref) / std::max(1e-3, test::max_abs_error(ref, Tensor<float>(ref.shape())));
+    const double err =
+        test::max_abs_error(p.grad, ref) / std::max(1e-3, test::max_abs_error(ref, Tensor<float>(ref.shape())));
     INFO(k);
     CHECK(err < 5e-3);  // float32 reconstruction error of 6 layers at random init
     worst = std::max(worst, err);

@@ -19,7 +19,8 @@ struct tiny {
   static constexpr rn::block kind = K;
   static constexpr int units = Units;
   static constexpr int stem = 8;
-  static constexpr std::array<int, 3> c = K == rn::block::basic ? std::array<int, 3>{8, 16, 24} : std::array<int, 3>{16, 32, 48};
+  static constexpr std::array<int, 3> c =
+      K == rn::block::basic ? std::array<int, 3>{8, 16, 24} : std::array<int, 3>{16, 32, 48};
   static constexpr std::array<int, 3> stride{1, 2, 2};
   static constexpr int classes = 5;
 };
@@ -71,7 +72,8 @@ TEST_CASE("RevNet: the basic shortcut is average pooling then zero channels on b
   REQUIRE(y.shape() == Shape{2, 8, 1, 1});
   auto mean = [&](index_t c) { return (x(0, c, 0, 0) + x(0, c, 0, 1) + x(0, c, 1, 0) + x(0, c, 1, 1)) / 4; };
   const std::array<double, 8> expected{0, mean(0), mean(1), 0, 0, mean(2), mean(3), 0};
-  for (index_t c = 0; c < 8; ++c) CHECK(y(0, c, 0, 0) == doctest::Approx(expected[static_cast<std::size_t>(c)]).epsilon(1e-15));
+  for (index_t c = 0; c < 8; ++c)
+    CHECK(y(0, c, 0, 0) == doctest::Approx(expected[static_cast<std::size_t>(c)]).epsilon(1e-15));
 }
 
 TEST_CASE("RevNet: reversible and stored training steps give the same gradients") {
@@ -130,12 +132,12 @@ TEST_CASE("RevNet: reversible activation memory does not grow with the number of
 TEST_CASE("RevNet: keys and a state_dict round trip") {
   RevNet<rn::R38> a;
   const io::file f = a.state_dict();
-  for (const char* key : {"init.0.weight", "init.1.running_var", "stage1.transition.f.0.weight", "stage1.transition.g.2.weight",
-                          "stage2.transition.f.0.weight", "stage3.units.1.g.5.weight", "head.0.weight", "head.4.weight",
-                          "head.4.bias"})
+  for (const char* key :
+       {"init.0.weight", "init.1.running_var", "stage1.transition.f.0.weight", "stage1.transition.g.2.weight",
+        "stage2.transition.f.0.weight", "stage3.units.1.g.5.weight", "head.0.weight", "head.4.weight", "head.4.bias"})
     CHECK_MESSAGE(f.contains(key), key);
   CHECK(f.at("stage1.transition.f.0.weight").shape == Shape{16, 16, 3, 3});  // first unit: no leading BN in F
-  CHECK(f.at("stage2.transition.f.0.weight").shape == Shape{16});           // BN over the 16-channel half
+  CHECK(f.at("stage2.transition.f.0.weight").shape == Shape{16});            // BN over the 16-channel half
   CHECK(f.at("stage3.transition.f.2.weight").shape == Shape{56, 32, 3, 3});
   CHECK(f.at("head.4.weight").shape == Shape{10, 112});
   RevNet<rn::R38> b;
@@ -152,17 +154,19 @@ TEST_CASE("RevNet: bad input gives clear errors") {
   RevNet<rn::R38> net;
   context ctx{phase::eval};
   CHECK_THROWS_WITH_AS(net.forward(Tensor<float>({1, 1, 32, 32}), ctx),
-                       "rev::models::RevNet<revnet-38>: image has extents [1, 1, 32, 32], expected [B, 3, H, W]", shape_error);
+                       "rev::models::RevNet<revnet-38>: image has extents [1, 1, 32, 32], expected [B, 3, H, W]",
+                       shape_error);
   CHECK_THROWS_WITH_AS(net.forward(Tensor<float>({1, 3, 30, 32}), ctx),
                        "rev::models::RevNet<revnet-38>: image has extents [1, 3, 30, 32], H and W must be positive "
                        "multiples of 4",
                        shape_error);
   RevNet<rn::R110> other;
   const io::file before = net.state_dict();
-  CHECK_THROWS_WITH_AS(net.load(other.state_dict()),
-                       "rev::models::RevNet<revnet-38>::load: key 'stage3.transition.f.2.weight' has extents [64, 32, 3, 3] in "
-                       "the file, expected [56, 32, 3, 3]",
-                       io_error);
+  CHECK_THROWS_WITH_AS(
+      net.load(other.state_dict()),
+      "rev::models::RevNet<revnet-38>::load: key 'stage3.transition.f.2.weight' has extents [64, 32, 3, 3] in "
+      "the file, expected [56, 32, 3, 3]",
+      io_error);
   // A failed strict load leaves the model as it was, though the stage-1 keys of RevNet-110 fit.
   const io::file after = net.state_dict();
   REQUIRE(after.entries.size() == before.entries.size());
@@ -171,8 +175,8 @@ TEST_CASE("RevNet: bad input gives clear errors") {
   CHECK(report.unexpected.size() > 0);
   CHECK(report.mismatched.size() > 0);
   decltype(net)::cache tape{mode::reversible};
-  CHECK_THROWS_WITH_AS(net.forward(Tensor<float>({1, 3, 32, 32}), ctx, tape), doctest::Contains("needs a train-phase forward"),
-                       value_error);
+  CHECK_THROWS_WITH_AS(net.forward(Tensor<float>({1, 3, 32, 32}), ctx, tape),
+                       doctest::Contains("needs a train-phase forward"), value_error);
   decltype(net)::cache stored{mode::stored};
   net.forward(Tensor<float>({1, 3, 32, 32}), ctx, stored);
   CHECK_THROWS_WITH_AS(net.backward(stored, Tensor<float>({1, 1000})),

@@ -76,8 +76,9 @@ TEST_CASE("safetensors: truncated and corrupt files raise io_error") {
   check_bad(R"({"w":{"dtype":"Q7","shape":[2],"data_offsets":[0,8]}})", 8, "unknown dtype");
   check_bad(R"({"w":{"dtype":"F32","shape":[2]}})", 8, "missing offsets");
   check_bad(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})", 8, "unterminated object");
-  check_bad(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
-            12, "overlapping tensors");
+  check_bad(
+      R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+      12, "overlapping tensors");
   check_bad(R"({"w":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}})", 8, "huge shape");
   check_bad(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8, "negative extent");
   CHECK_THROWS_WITH_AS(io::load("does/not/exist.safetensors"),

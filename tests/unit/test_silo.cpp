@@ -12,14 +12,17 @@ constexpr int pow2(int k) { return 1 << k; }
 template <typename T, class Levels>
 struct fusions {
   template <int I, int J>
-  using F = nn::Sequential<nn::Conv2d<Levels::channels[I], Levels::channels[J], nn::conv_opts{.kernel = 3, .stride = pow2(J - I)}, T>,
-                           nn::BatchNorm2d<Levels::channels[J], nn::bn_opts{}, T>, nn::HardSwish<T>>;
+  using F = nn::Sequential<
+      nn::Conv2d<Levels::channels[I], Levels::channels[J], nn::conv_opts{.kernel = 3, .stride = pow2(J - I)}, T>,
+      nn::BatchNorm2d<Levels::channels[J], nn::bn_opts{}, T>, nn::HardSwish<T>>;
   template <int I, int J>
-  using G = nn::Sequential<nn::Conv2d<Levels::channels[I], Levels::channels[J], nn::conv_opts{.kernel = 1}, T>,
-                           nn::BatchNorm2d<Levels::channels[J], nn::bn_opts{}, T>, nn::UpsampleBilinear<pow2(I - J), T>>;
+  using G =
+      nn::Sequential<nn::Conv2d<Levels::channels[I], Levels::channels[J], nn::conv_opts{.kernel = 1}, T>,
+                     nn::BatchNorm2d<Levels::channels[J], nn::bn_opts{}, T>, nn::UpsampleBilinear<pow2(I - J), T>>;
   // For the affine merge the transforms produce [log-scale | shift]: twice the channels.
   template <int I, int J>
-  using F2 = nn::Conv2d<Levels::channels[I], 2 * Levels::channels[J], nn::conv_opts{.kernel = 3, .stride = pow2(J - I)}, T>;
+  using F2 =
+      nn::Conv2d<Levels::channels[I], 2 * Levels::channels[J], nn::conv_opts{.kernel = 3, .stride = pow2(J - I)}, T>;
   template <int I, int J>
   using G2 = nn::Sequential<nn::Conv2d<Levels::channels[I], 2 * Levels::channels[J], nn::conv_opts{.kernel = 1}, T>,
                             nn::UpsampleBilinear<pow2(I - J), T>>;
@@ -49,7 +52,8 @@ TEST_CASE("Silo: forward follows eqs. (3) and (4) of RevBiFPN") {
   auto y = silo.forward(x, ctx);
   // down half: z_j = x_j + sum_{i<j} F_{i->j}(x_i)
   auto z1 = ops::add(x[1], silo.transform<0, 1>().forward(x[0], ctx));
-  auto z2 = ops::add(ops::add(x[2], silo.transform<0, 2>().forward(x[0], ctx)), silo.transform<1, 2>().forward(x[1], ctx));
+  auto z2 =
+      ops::add(ops::add(x[2], silo.transform<0, 2>().forward(x[0], ctx)), silo.transform<1, 2>().forward(x[1], ctx));
   // up half: y_j = z_j + sum_{i>j} G_{i->j}(z_i), reading the down half's outputs
   auto y1 = ops::add(z1, silo.transform<2, 1>().forward(z2, ctx));
   auto y0 = ops::add(ops::add(x[0], silo.transform<2, 0>().forward(z2, ctx)), silo.transform<1, 0>().forward(z1, ctx));
@@ -185,5 +189,6 @@ TEST_CASE("Silo: runtime shape errors name the transform and the levels") {
                        shape_error);
   x = pyramid<float, 3>(1, 8, 12);
   x[2] = Tensor<float>({1, 7, 2, 2});
-  CHECK_THROWS_WITH_AS(silo.forward(x, ctx), "rev::Silo: level 2 has extents [1, 7, 2, 2], expected [N, 8, H, W]", shape_error);
+  CHECK_THROWS_WITH_AS(silo.forward(x, ctx), "rev::Silo: level 2 has extents [1, 7, 2, 2], expected [N, 8, H, W]",
+                       shape_error);
 }

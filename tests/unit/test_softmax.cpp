@@ -66,10 +66,8 @@ TEST_CASE("float softmax: exp accurate over its whole range; masked entries are 
   for (index_t r = 0; r < rows; ++r)
     for (index_t j = 1; j < 8; ++j) {
       const double t = x(r, j), ratio = static_cast<double>(y(r, j)) / static_cast<double>(y(r, 0));
-      if (t > -87.3)
-        worst = std::max(worst, std::abs(ratio - std::exp(t)) / std::exp(t));
-      else if (t < -87.34)
-        CHECK(y(r, j) == 0);
+      if (t > -87.3) worst = std::max(worst, std::abs(ratio - std::exp(t)) / std::exp(t));
+      else if (t < -87.34) CHECK(y(r, j) == 0);
     }
   CHECK(worst < 4e-7);
   // Odd extents (vector body and scalar tail), -inf entries and NaN propagation.

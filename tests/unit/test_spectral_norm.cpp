@@ -17,7 +17,8 @@ using namespace rev;
 namespace {
 
 // The explicit matrix of x -> conv2d(x; w) on inputs [1, C, H, W] (column j = the image of basis vector j).
-Eigen::MatrixXd operator_matrix(const Tensor<double>& w, const ops::conv2d_params& p, index_t c, index_t h, index_t wd) {
+Eigen::MatrixXd operator_matrix(const Tensor<double>& w, const ops::conv2d_params& p, index_t c, index_t h,
+                                index_t wd) {
   const index_t n = c * h * wd;
   Tensor<double> basis({n, c, h, wd});
   for (index_t j = 0; j < n; ++j) basis.data()[j * n + j] = 1;
@@ -216,7 +217,7 @@ TEST_CASE("SNConv2d: the reshaped-matrix norm is not the operator norm (pitfall 
   sn.prepare(8, 8, g);
   sn.power_iterations(300, g);
   MESSAGE("3x3 conv 4->4 on 8x8: reshaped-matrix norm " << matrix << ", operator norm " << op << ", SNConv2d sigma "
-                                                          << sn.sigma());
+                                                        << sn.sigma());
   CHECK(op > 1.1 * matrix);  // normalising the matrix would leave an operator norm > c
   CHECK(std::abs(sn.sigma() - op) <= 1e-6 * op);
 }
@@ -262,7 +263,8 @@ TEST_CASE("SNConv2d: vectors follow the train-time spatial size (pitfall 4)") {
   sn.forward(test::random({1, 2, 12, 12}, 74), eval);  // eval keeps the training probe
   CHECK(sn.v().shape() == Shape{1, 2, 7, 9});
   // The zero-padded operator norm grows with the size (the spec's pitfall 4).
-  const double n4 = exact_norm(sn.weight.value, sn.params, 2, 4, 4), n8 = exact_norm(sn.weight.value, sn.params, 2, 8, 8);
+  const double n4 = exact_norm(sn.weight.value, sn.params, 2, 4, 4),
+               n8 = exact_norm(sn.weight.value, sn.params, 2, 8, 8);
   MESSAGE("exact norm of the same weight on 4x4: " << n4 << ", on 8x8: " << n8);
   CHECK(n8 >= n4);
 }

@@ -34,9 +34,9 @@ template <>
 struct allocator<cpu> {
   static constexpr std::size_t alignment = 64;  // one cache line; enough for AVX-512 loads
   static void* allocate(std::size_t bytes) {
-    return ::operator new(bytes == 0 ? alignment : bytes, std::align_val_t{alignment});
+    return ::operator new (bytes == 0 ? alignment : bytes, std::align_val_t{alignment});
   }
-  static void deallocate(void* p, std::size_t) noexcept { ::operator delete(p, std::align_val_t{alignment}); }
+  static void deallocate(void* p, std::size_t) noexcept { ::operator delete (p, std::align_val_t{alignment}); }
 };
 
 }  // namespace rev

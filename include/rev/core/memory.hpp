@@ -21,8 +21,7 @@ class memory {
   static void on_allocate(std::size_t bytes) {
     std::size_t now = current_.fetch_add(bytes, std::memory_order_relaxed) + bytes;
     std::size_t old = peak_.load(std::memory_order_relaxed);
-    while (now > old && !peak_.compare_exchange_weak(old, now, std::memory_order_relaxed)) {
-    }
+    while (now > old && !peak_.compare_exchange_weak(old, now, std::memory_order_relaxed)) {}
   }
   static void on_free(std::size_t bytes) { current_.fetch_sub(bytes, std::memory_order_relaxed); }
 

@@ -14,10 +14,10 @@
 namespace rev {
 
 struct op_counts {
-  std::int64_t conv_macs = 0;       // per conv: output elements x (C_in / groups) x kh x kw
-  std::int64_t linear_macs = 0;     // per linear: rows x in x out
-  std::int64_t conv_bias = 0;       // output elements of convs with a bias
-  std::int64_t bn_elements = 0;     // batch-norm output elements
+  std::int64_t conv_macs = 0;          // per conv: output elements x (C_in / groups) x kh x kw
+  std::int64_t linear_macs = 0;        // per linear: rows x in x out
+  std::int64_t conv_bias = 0;          // output elements of convs with a bias
+  std::int64_t bn_elements = 0;        // batch-norm output elements
   std::int64_t upsample_elements = 0;  // bilinear up-sampling output elements
 
   op_counts& operator+=(const op_counts& o) {

@@ -94,11 +94,9 @@ class Tensor {
     return t;
   }
   /// A CPU tensor holding `values` (row-major).
-  static Tensor from(const Shape& shape, std::initializer_list<T> values)
-    requires std::same_as<B, cpu>
-  {
-    check<shape_error>(static_cast<index_t>(values.size()) == shape.numel(), "rev::Tensor::from: ",
-                       values.size(), " values for extents ", shape, " (", shape.numel(), " elements)");
+  static Tensor from(const Shape& shape, std::initializer_list<T> values) requires std::same_as<B, cpu> {
+    check<shape_error>(static_cast<index_t>(values.size()) == shape.numel(), "rev::Tensor::from: ", values.size(),
+                       " values for extents ", shape, " (", shape.numel(), " elements)");
     Tensor t = uninitialized(shape);
     std::copy(values.begin(), values.end(), t.data());
     return t;
@@ -120,48 +118,22 @@ class Tensor {
 
   /// Host element access (CPU only), e.g. x(n, c, h, w).
   template <std::integral... I>
-  T& operator()(I... idx)
-    requires std::same_as<B, cpu>
-  {
+  T& operator()(I... idx) requires std::same_as<B, cpu> {
     return data_[offset(idx...)];
   }
   template <std::integral... I>
-  const T& operator()(I... idx) const
-    requires std::same_as<B, cpu>
-  {
+  const T& operator()(I... idx) const requires std::same_as<B, cpu> {
     return data_[offset(idx...)];
   }
-  T* begin()
-    requires std::same_as<B, cpu>
-  {
-    return data_;
-  }
-  T* end()
-    requires std::same_as<B, cpu>
-  {
-    return data_ + numel();
-  }
-  const T* begin() const
-    requires std::same_as<B, cpu>
-  {
-    return data_;
-  }
-  const T* end() const
-    requires std::same_as<B, cpu>
-  {
-    return data_ + numel();
-  }
+  T* begin() requires std::same_as<B, cpu> { return data_; }
+  T* end() requires std::same_as<B, cpu> { return data_ + numel(); }
+  const T* begin() const requires std::same_as<B, cpu> { return data_; }
+  const T* end() const requires std::same_as<B, cpu> { return data_ + numel(); }
 
-  void fill(T value)
-    requires std::same_as<B, cpu>
-  {
-    std::fill(data_, data_ + numel(), value);
-  }
+  void fill(T value) requires std::same_as<B, cpu> { std::fill(data_, data_ + numel(), value); }
 
   /// A deep copy with its own buffer.
-  Tensor clone() const
-    requires std::same_as<B, cpu>
-  {
+  Tensor clone() const requires std::same_as<B, cpu> {
     Tensor t = uninitialized(shape_);
     if (numel() > 0) std::memcpy(t.data_, data_, bytes());
     return t;

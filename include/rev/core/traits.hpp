@@ -58,7 +58,7 @@ struct state_types {
   using output = typename L::tensor_type;
 };
 template <class L>
-  requires requires { typename L::input_type; }
+requires requires { typename L::input_type; }
 struct state_types<L> {
   using input = typename L::input_type;
   using output = typename L::output_type;

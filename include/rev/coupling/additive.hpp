@@ -25,7 +25,7 @@ enum class additive_layout {
 /// F must map x2's channels to x1's and G y1's channels to x2's.
 template <class F, class G>
 concept AdditiveCompatible = channels_match(out_channels_of<F>(), in_channels_of<G>()) &&
-                             channels_match(out_channels_of<G>(), in_channels_of<F>());
+    channels_match(out_channels_of<G>(), in_channels_of<F>());
 
 /// In the split layouts the two halves have the same channel count.
 template <class F>
@@ -133,11 +133,10 @@ class Additive {
     if constexpr (!split) {
       return {x[0], x[1]};
     } else {
-      check<shape_error>(x.rank() == 4 && x.size(1) % 2 == 0 &&
-                             (half_channels == any_channels || x.size(1) == 2 * half_channels),
-                         "rev::Additive<F,G>: input has extents ", x.shape(), ", expected [N, ",
-                         half_channels == any_channels ? std::string("2k") : std::to_string(2 * half_channels),
-                         ", H, W]");
+      check<shape_error>(
+          x.rank() == 4 && x.size(1) % 2 == 0 && (half_channels == any_channels || x.size(1) == 2 * half_channels),
+          "rev::Additive<F,G>: input has extents ", x.shape(), ", expected [N, ",
+          half_channels == any_channels ? std::string("2k") : std::to_string(2 * half_channels), ", H, W]");
       const index_t half = x.size(1) / 2;
       const index_t sizes[] = {half, half};
       auto parts = ops::split_channels(x, sizes);

@@ -45,11 +45,17 @@ namespace affine_scale {
 /// and overflows for raw above 88.
 struct exp {
   template <class V>
-  V log_scale(V raw) const { return raw; }
+  V log_scale(V raw) const {
+    return raw;
+  }
   template <class V>
-  V scale(V, V log_scale) const { return std::exp(log_scale); }
+  V scale(V, V log_scale) const {
+    return std::exp(log_scale);
+  }
   template <class V>
-  V dlog_scale(V) const { return V(1); }
+  V dlog_scale(V) const {
+    return V(1);
+  }
 };
 
 /// scale = exp(s), s = α (2/π) atan(raw / α): the soft clamp |s| < α of FrEIA.
@@ -58,7 +64,8 @@ struct exp_clamped {
 
   exp_clamped() = default;
   explicit exp_clamped(double a) : alpha(a) {
-    check<value_error>(std::isfinite(a) && a > 0, "rev::affine_scale::exp_clamped: alpha must be positive and finite, got ", a);
+    check<value_error>(std::isfinite(a) && a > 0,
+                       "rev::affine_scale::exp_clamped: alpha must be positive and finite, got ", a);
   }
   template <class V>
   V log_scale(V raw) const {
@@ -66,7 +73,9 @@ struct exp_clamped {
     return a * std::numbers::inv_pi_v<V> * V(2) * std::atan(raw / a);
   }
   template <class V>
-  V scale(V, V log_scale) const { return std::exp(log_scale); }
+  V scale(V, V log_scale) const {
+    return std::exp(log_scale);
+  }
   // ds/draw = (2/π) / (1 + (raw/α)²)
   template <class V>
   V dlog_scale(V raw) const {
@@ -117,10 +126,12 @@ enum class affine_layout {
 
 /// S and T both map x1's channels to x2's, which are the same count (C/2 each).
 template <class S, class T>
-concept AffineCompatible =
-    channels_match(in_channels_of<S>(), out_channels_of<S>()) && channels_match(in_channels_of<T>(), out_channels_of<T>()) &&
-    channels_match(in_channels_of<S>(), in_channels_of<T>()) && channels_match(out_channels_of<S>(), out_channels_of<T>()) &&
-    channels_match(in_channels_of<S>(), out_channels_of<T>()) && channels_match(out_channels_of<S>(), in_channels_of<T>());
+concept AffineCompatible = channels_match(in_channels_of<S>(), out_channels_of<S>()) &&
+    channels_match(in_channels_of<T>(), out_channels_of<T>()) &&
+    channels_match(in_channels_of<S>(), in_channels_of<T>()) &&
+    channels_match(out_channels_of<S>(), out_channels_of<T>()) &&
+    channels_match(in_channels_of<S>(), out_channels_of<T>()) &&
+    channels_match(out_channels_of<S>(), in_channels_of<T>());
 
 namespace detail {
 
@@ -133,7 +144,9 @@ constexpr int affine_half_channels() {
 }
 
 // Tasks of whole channel planes of about 8k elements.
-inline index_t affine_plane_grain(index_t plane) { return std::max<index_t>(1, (index_t{1} << 13) / std::max<index_t>(plane, 1)); }
+inline index_t affine_plane_grain(index_t plane) {
+  return std::max<index_t>(1, (index_t{1} << 13) / std::max<index_t>(plane, 1));
+}
 
 // Forward (Inverse = false): out = in ⊙ scale + t; inverse: out = (in - t) / scale. Also writes
 // log_det[n] = ± Σ_{c,h,w} log scale(raw[n]) (+ forward, - inverse), summed in double.
@@ -170,8 +183,8 @@ Tensor<V> affine_apply(const P& p, const Tensor<V>& in, const Tensor<V>& raw, co
 // Backward of y2 = x2 ⊙ scale(raw) + t with L also depending on log_det = Σ log scale(raw):
 //   d raw = (dy2 ⊙ x2 ⊙ scale + dlog_det[n]) ⊙ dlog_scale(raw),  dx2 = dy2 ⊙ scale  (dt = dy2).
 template <class P, Scalar V>
-std::pair<Tensor<V>, Tensor<V>> affine_backward(const P& p, const Tensor<V>& x2, const Tensor<V>& raw, const Tensor<V>& dy2,
-                                                const Tensor<V>* dlog_det) {
+std::pair<Tensor<V>, Tensor<V>> affine_backward(const P& p, const Tensor<V>& x2, const Tensor<V>& raw,
+                                                const Tensor<V>& dy2, const Tensor<V>* dlog_det) {
   const index_t planes = x2.size(0) * x2.size(1), plane = x2.numel() / std::max<index_t>(planes, 1);
   const index_t C = x2.size(1);
   Tensor<V> draw = Tensor<V>::uninitialized(x2.shape()), dx2 = Tensor<V>::uninitialized(x2.shape());
@@ -327,9 +340,10 @@ class Affine {
  private:
   // (x1, x2) of the layout, as fresh tensors.
   std::array<tensor_type, 2> unpack(const tensor_type& x, const char* what) const {
-    check<shape_error>(x.rank() == 4 && x.size(1) % 2 == 0 && (half_channels == any_channels || x.size(1) == 2 * half_channels),
-                       "rev::Affine<S,T>: ", what, " has extents ", x.shape(), ", expected [N, ",
-                       half_channels == any_channels ? std::string("2k") : std::to_string(2 * half_channels), ", H, W]");
+    check<shape_error>(
+        x.rank() == 4 && x.size(1) % 2 == 0 && (half_channels == any_channels || x.size(1) == 2 * half_channels),
+        "rev::Affine<S,T>: ", what, " has extents ", x.shape(), ", expected [N, ",
+        half_channels == any_channels ? std::string("2k") : std::to_string(2 * half_channels), ", H, W]");
     const index_t half = x.size(1) / 2;
     const index_t sizes[] = {half, half};
     auto parts = ops::split_channels(x, sizes);

@@ -60,8 +60,9 @@ concept ColumnCompatible = detail::column_levels_fit<M, Fuse>(std::make_index_se
 template <int M, template <int> class Fuse>
 class Column {
   static_assert(M >= 1, "rev::Column<M,Fuse>: needs at least one level");
-  static_assert((FusionLayer<Fuse<0>>), "rev::Column<M,Fuse>: Fuse<l> must be a two-input layer (low_channels, "
-                                        "high_channels, out_channels, cache)");
+  static_assert((FusionLayer<Fuse<0>>),
+                "rev::Column<M,Fuse>: Fuse<l> must be a two-input layer (low_channels, "
+                "high_channels, out_channels, cache)");
   static_assert(ColumnCompatible<M, Fuse>,
                 "rev::Column<M,Fuse>: Fuse<l> must read level l-1's channels as its low input and level l+1's as its "
                 "high input");
@@ -152,7 +153,8 @@ class Column {
   template <class V>
   void for_each_parameter(V&& v, const std::string& prefix = "") {
     for (int l = 0; l < M; ++l) v(join_name(prefix, "alpha" + std::to_string(l)), gamma_[static_cast<std::size_t>(l)]);
-    each_level([&](auto& fuse, auto l) { fuse.for_each_parameter(v, join_name(prefix, "level" + std::to_string(l()))); });
+    each_level(
+        [&](auto& fuse, auto l) { fuse.for_each_parameter(v, join_name(prefix, "level" + std::to_string(l()))); });
   }
   template <class V>
   void for_each_buffer(V&& v, const std::string& prefix = "") {
@@ -161,7 +163,9 @@ class Column {
 
   param_type& gamma(int l) { return gamma_[static_cast<std::size_t>(l)]; }
   template <int L>
-  auto& level() { return std::get<L>(fuses_); }
+  auto& level() {
+    return std::get<L>(fuses_);
+  }
 
  private:
   // gamma <- sign(gamma) * max(|gamma|, 1e-3), zero counted as positive.
@@ -231,13 +235,15 @@ class Column {
   void each_level(Fn&& fn) {
     [&]<std::size_t... L>(std::index_sequence<L...>) {
       (fn(std::get<L>(fuses_), std::integral_constant<std::size_t, L>{}), ...);
-    }(std::make_index_sequence<M>{});
+    }
+    (std::make_index_sequence<M>{});
   }
   template <class Fn>
   void each_level_down(Fn&& fn) {
     [&]<std::size_t... L>(std::index_sequence<L...>) {
       (fn(std::get<M - 1 - L>(fuses_), std::integral_constant<std::size_t, M - 1 - L>{}), ...);
-    }(std::make_index_sequence<M>{});
+    }
+    (std::make_index_sequence<M>{});
   }
 
   fuses fuses_;

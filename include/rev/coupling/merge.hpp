@@ -22,9 +22,13 @@ struct additive_merge {
   static constexpr int transform_channels(int c) { return c; }
 
   template <class T>
-  static Tensor<T> combine(const Tensor<T>& x, const Tensor<T>& f) { return ops::add(x, f); }
+  static Tensor<T> combine(const Tensor<T>& x, const Tensor<T>& f) {
+    return ops::add(x, f);
+  }
   template <class T>
-  static Tensor<T> separate(const Tensor<T>& z, const Tensor<T>& f) { return ops::sub(z, f); }
+  static Tensor<T> separate(const Tensor<T>& z, const Tensor<T>& f) {
+    return ops::sub(z, f);
+  }
   template <class T>
   static std::pair<Tensor<T>, Tensor<T>> backward(const Tensor<T>&, const Tensor<T>&, const Tensor<T>& dz) {
     return {dz, dz};
@@ -58,9 +62,8 @@ struct affine_merge {
   static std::pair<Tensor<T>, Tensor<T>> backward(const Tensor<T>& x, const Tensor<T>& f, const Tensor<T>& dz) {
     auto [s, t] = halves(f, x);
     Tensor<T> dx = ops::zip(dz, s, [](T g, T r) { return static_cast<T>(g * std::exp(log_scale(r))); });
-    Tensor<T> ds = ops::zip(ops::mul(dz, x), s, [](T g, T r) {
-      return static_cast<T>(g * std::exp(log_scale(r)) * dlog_scale(r));
-    });
+    Tensor<T> ds = ops::zip(ops::mul(dz, x), s,
+                            [](T g, T r) { return static_cast<T>(g * std::exp(log_scale(r)) * dlog_scale(r)); });
     const Tensor<T> parts[] = {ds, dz};
     return {dx, ops::concat_channels<T>(parts)};
   }
@@ -69,8 +72,8 @@ struct affine_merge {
   template <class T>
   static std::pair<Tensor<T>, Tensor<T>> halves(const Tensor<T>& f, const Tensor<T>& level) {
     check<shape_error>(f.rank() == 4 && level.rank() == 4 && f.size(1) == 2 * level.size(1),
-                       "rev::affine_merge: transform output has extents ", f.shape(), ", expected twice the channels of ",
-                       level.shape());
+                       "rev::affine_merge: transform output has extents ", f.shape(),
+                       ", expected twice the channels of ", level.shape());
     const index_t sizes[] = {level.size(1), level.size(1)};
     auto parts = ops::split_channels(f, sizes);
     return {parts[0], parts[1]};

@@ -58,16 +58,18 @@ struct silo_pairs {
 template <class Levels, template <int, int> class F, class Merge, std::size_t... K>
 constexpr bool down_transforms_fit(std::index_sequence<K...>) {
   using P = silo_pairs<Levels::size>;
-  return (... && (channels_match(in_channels_of<F<P::down[K].first, P::down[K].second>>(), Levels::channels[P::down[K].first]) &&
+  return (... && (channels_match(in_channels_of<F<P::down[K].first, P::down[K].second>>(),
+                                 Levels::channels[P::down[K].first]) &&
                   channels_match(out_channels_of<F<P::down[K].first, P::down[K].second>>(),
                                  Merge::transform_channels(Levels::channels[P::down[K].second]))));
 }
 template <class Levels, template <int, int> class G, class Merge, std::size_t... K>
 constexpr bool up_transforms_fit(std::index_sequence<K...>) {
   using P = silo_pairs<Levels::size>;
-  return (... && (channels_match(in_channels_of<G<P::up[K].first, P::up[K].second>>(), Levels::channels[P::up[K].first]) &&
-                  channels_match(out_channels_of<G<P::up[K].first, P::up[K].second>>(),
-                                 Merge::transform_channels(Levels::channels[P::up[K].second]))));
+  return (... &&
+          (channels_match(in_channels_of<G<P::up[K].first, P::up[K].second>>(), Levels::channels[P::up[K].first]) &&
+           channels_match(out_channels_of<G<P::up[K].first, P::up[K].second>>(),
+                          Merge::transform_channels(Levels::channels[P::up[K].second]))));
 }
 
 }  // namespace detail
@@ -82,8 +84,8 @@ concept SiloUpCompatible =
     detail::up_transforms_fit<Levels, G, Merge>(std::make_index_sequence<detail::silo_pairs<Levels::size>::count>{});
 
 enum class silo_kind {
-  same,   // n levels in, n levels out
-  grows   // n-1 levels in, n out: the last level is created by the down half
+  same,  // n levels in, n levels out
+  grows  // n-1 levels in, n out: the last level is created by the down half
 };
 
 /// Levels: rev::levels<c_0, ..., c_{n-1}>; F<i, j> and G<i, j>: the transform types.
@@ -137,12 +139,16 @@ class Silo {
   input_type backward(cache& c, const output_type& dy) {
     output_type dz = dy, db;
     for (int j = 0; j + 1 < n; ++j) std::tie(dz[j], db[j]) = Merge::backward(c.z[j], c.b[j], dy[j]);
-    for_each_up([&](auto& g, auto k) { ops::accumulate(dz[P::up[k].first], g.backward(std::get<k>(c.up), db[P::up[k].second])); });
+    for_each_up([&](auto& g, auto k) {
+      ops::accumulate(dz[P::up[k].first], g.backward(std::get<k>(c.up), db[P::up[k].second]));
+    });
     input_type dx;
     output_type da = dz;
     for (int j = 1; j < n_in; ++j) std::tie(dx[j], da[j]) = Merge::backward(c.x[j], c.a[j], dz[j]);
     dx[0] = dz[0];
-    for_each_down([&](auto& f, auto k) { ops::accumulate(dx[P::down[k].first], f.backward(std::get<k>(c.down), da[P::down[k].second])); });
+    for_each_down([&](auto& f, auto k) {
+      ops::accumulate(dx[P::down[k].first], f.backward(std::get<k>(c.down), da[P::down[k].second]));
+    });
     c = cache{};
     return dx;
   }
@@ -171,7 +177,8 @@ class Silo {
     output_type z = y, dz = dy;
     for (int j = n - 2; j >= 0; --j) {  // up half: each G evaluated once, for z_j and for its gradient
       tensor_type b, db;
-      for_each_up_to(j, [&](auto& g, auto k) { ops::accumulate(b, g.forward(z[P::up[k].first], ctx, std::get<k>(uc))); });
+      for_each_up_to(j,
+                     [&](auto& g, auto k) { ops::accumulate(b, g.forward(z[P::up[k].first], ctx, std::get<k>(uc))); });
       z[j] = Merge::separate(y[j], b);
       std::tie(dz[j], db) = Merge::backward(z[j], b, dy[j]);
       for_each_up_to(j, [&](auto& g, auto k) {
@@ -184,7 +191,8 @@ class Silo {
     dx[0] = dz[0];
     for (int j = 1; j < n; ++j) {  // down half: each F evaluated once, for x_j and for its gradient
       tensor_type a, da = dz[j];
-      for_each_down_to(j, [&](auto& f, auto k) { ops::accumulate(a, f.forward(x[P::down[k].first], ctx, std::get<k>(dc))); });
+      for_each_down_to(
+          j, [&](auto& f, auto k) { ops::accumulate(a, f.forward(x[P::down[k].first], ctx, std::get<k>(dc))); });
       if (j < n_in) {
         x[j] = Merge::separate(z[j], a);
         tensor_type dxj;
@@ -227,13 +235,15 @@ class Silo {
   void for_each_down(Fn&& fn) {
     [&]<std::size_t... K>(std::index_sequence<K...>) {
       (fn(std::get<K>(down_), std::integral_constant<std::size_t, K>{}), ...);
-    }(std::make_index_sequence<P::count>{});
+    }
+    (std::make_index_sequence<P::count>{});
   }
   template <class Fn>
   void for_each_up(Fn&& fn) {
     [&]<std::size_t... K>(std::index_sequence<K...>) {
       (fn(std::get<K>(up_), std::integral_constant<std::size_t, K>{}), ...);
-    }(std::make_index_sequence<P::count>{});
+    }
+    (std::make_index_sequence<P::count>{});
   }
   // The transforms into one level j, in summation order.
   template <class Fn>

@@ -15,36 +15,50 @@ namespace act {
 struct relu {
   static constexpr const char* name = "relu";
   template <class T>
-  static T value(T x) { return x > T(0) ? x : T(0); }
+  static T value(T x) {
+    return x > T(0) ? x : T(0);
+  }
   template <class T>
-  static T derivative(T x) { return x > T(0) ? T(1) : T(0); }  // 0 at x = 0, as PyTorch
+  static T derivative(T x) {
+    return x > T(0) ? T(1) : T(0);
+  }  // 0 at x = 0, as PyTorch
 };
 
 // hard-swish(x) = x * min(max(x + 3, 0), 6) / 6.
 struct hardswish {
   static constexpr const char* name = "hardswish";
   template <class T>
-  static T value(T x) { return x * std::min(std::max(x + T(3), T(0)), T(6)) / T(6); }
+  static T value(T x) {
+    return x * std::min(std::max(x + T(3), T(0)), T(6)) / T(6);
+  }
   // PyTorch: 0 for x < -3, x/3 + 1/2 on [-3, 3] (both ends included), 1 for x > 3.
   template <class T>
-  static T derivative(T x) { return x < T(-3) ? T(0) : (x <= T(3) ? x / T(3) + T(0.5) : T(1)); }
+  static T derivative(T x) {
+    return x < T(-3) ? T(0) : (x <= T(3) ? x / T(3) + T(0.5) : T(1));
+  }
 };
 
 // hard-sigmoid(x) = min(max(x + 3, 0), 6) / 6.
 struct hardsigmoid {
   static constexpr const char* name = "hardsigmoid";
   template <class T>
-  static T value(T x) { return std::min(std::max(x + T(3), T(0)), T(6)) / T(6); }
+  static T value(T x) {
+    return std::min(std::max(x + T(3), T(0)), T(6)) / T(6);
+  }
   // PyTorch: 1/6 strictly inside (-3, 3), 0 elsewhere (also at +-3).
   template <class T>
-  static T derivative(T x) { return (x > T(-3) && x < T(3)) ? T(1) / T(6) : T(0); }
+  static T derivative(T x) {
+    return (x > T(-3) && x < T(3)) ? T(1) / T(6) : T(0);
+  }
 };
 
 // GELU with the exact erf: x * Phi(x).
 struct gelu {
   static constexpr const char* name = "gelu";
   template <class T>
-  static T value(T x) { return T(0.5) * x * (T(1) + std::erf(x * T(std::numbers::sqrt2 / 2))); }
+  static T value(T x) {
+    return T(0.5) * x * (T(1) + std::erf(x * T(std::numbers::sqrt2 / 2)));
+  }
   template <class T>
   static T derivative(T x) {
     const T cdf = T(0.5) * (T(1) + std::erf(x * T(std::numbers::sqrt2 / 2)));
@@ -56,7 +70,9 @@ struct gelu {
 struct sigmoid {
   static constexpr const char* name = "sigmoid";
   template <class T>
-  static T value(T x) { return x >= T(0) ? T(1) / (T(1) + std::exp(-x)) : std::exp(x) / (T(1) + std::exp(x)); }
+  static T value(T x) {
+    return x >= T(0) ? T(1) / (T(1) + std::exp(-x)) : std::exp(x) / (T(1) + std::exp(x));
+  }
   template <class T>
   static T derivative(T x) {
     const T s = value(x);
@@ -68,7 +84,9 @@ struct sigmoid {
 struct silu {
   static constexpr const char* name = "silu";
   template <class T>
-  static T value(T x) { return x * sigmoid::value(x); }
+  static T value(T x) {
+    return x * sigmoid::value(x);
+  }
   template <class T>
   static T derivative(T x) {
     const T s = sigmoid::value(x);
@@ -87,14 +105,33 @@ Tensor<T> activation(const Tensor<T>& x) {
 /// dx = A'(x) * dy
 template <class A, Scalar T>
 Tensor<T> activation_backward(const Tensor<T>& x, const Tensor<T>& dy) {
-  return zip(x, dy, [](T v, T g) { return A::derivative(v) * g; }, "rev::ops::activation_backward");
+  return zip(
+      x, dy, [](T v, T g) { return A::derivative(v) * g; }, "rev::ops::activation_backward");
 }
 
-template <Scalar T> Tensor<T> relu(const Tensor<T>& x) { return activation<act::relu>(x); }
-template <Scalar T> Tensor<T> hardswish(const Tensor<T>& x) { return activation<act::hardswish>(x); }
-template <Scalar T> Tensor<T> hardsigmoid(const Tensor<T>& x) { return activation<act::hardsigmoid>(x); }
-template <Scalar T> Tensor<T> gelu(const Tensor<T>& x) { return activation<act::gelu>(x); }
-template <Scalar T> Tensor<T> sigmoid(const Tensor<T>& x) { return activation<act::sigmoid>(x); }
-template <Scalar T> Tensor<T> silu(const Tensor<T>& x) { return activation<act::silu>(x); }
+template <Scalar T>
+Tensor<T> relu(const Tensor<T>& x) {
+  return activation<act::relu>(x);
+}
+template <Scalar T>
+Tensor<T> hardswish(const Tensor<T>& x) {
+  return activation<act::hardswish>(x);
+}
+template <Scalar T>
+Tensor<T> hardsigmoid(const Tensor<T>& x) {
+  return activation<act::hardsigmoid>(x);
+}
+template <Scalar T>
+Tensor<T> gelu(const Tensor<T>& x) {
+  return activation<act::gelu>(x);
+}
+template <Scalar T>
+Tensor<T> sigmoid(const Tensor<T>& x) {
+  return activation<act::sigmoid>(x);
+}
+template <Scalar T>
+Tensor<T> silu(const Tensor<T>& x) {
+  return activation<act::silu>(x);
+}
 
 }  // namespace rev::ops

@@ -30,8 +30,8 @@ inline index_t channel_inner(const Shape& s) {
 // For every sample n and part k, copies one contiguous run of rows[k] * inner elements between
 // the whole tensor (at channel offset first[k]) and part k. Runs are spread over the pool.
 template <bool ToParts, class Whole, class Part>
-void copy_channel_runs(Whole whole, std::span<Part> parts, std::span<const index_t> rows, std::span<const index_t> first,
-                       index_t N, index_t C, index_t inner) {
+void copy_channel_runs(Whole whole, std::span<Part> parts, std::span<const index_t> rows,
+                       std::span<const index_t> first, index_t N, index_t C, index_t inner) {
   const auto K = static_cast<index_t>(parts.size());
   const index_t per_run = std::max<index_t>(1, N * C * inner / std::max<index_t>(1, N * K));
   parallel_for(N * K, std::max<index_t>(1, channel_copy_grain / per_run), [&](index_t b, index_t e) {
@@ -54,7 +54,8 @@ void copy_channel_runs(Whole whole, std::span<Part> parts, std::span<const index
 template <Scalar T>
 std::vector<Tensor<T>> split_channels(const Tensor<T>& x, std::span<const index_t> sizes) {
   constexpr const char* who = "rev::ops::split_channels";
-  check<shape_error>(x.rank() >= 2, who, ": input has rank ", x.rank(), " (extents ", x.shape(), "), expected rank >= 2");
+  check<shape_error>(x.rank() >= 2, who, ": input has rank ", x.rank(), " (extents ", x.shape(),
+                     "), expected rank >= 2");
   index_t total = 0;
   for (index_t s : sizes) {
     check<shape_error>(s >= 0, who, ": negative part size ", s);
@@ -98,8 +99,8 @@ Tensor<T> concat_channels(std::span<const Tensor<T>> parts) {
   for (std::size_t k = 0; k < parts.size(); ++k) {
     Shape expected = s0;
     expected[1] = parts[k].size(1);
-    check<shape_error>(parts[k].shape() == expected, who, ": part ", k, " has extents ",
-                       parts[k].shape(), ", expected ", s0, " except in dim 1");
+    check<shape_error>(parts[k].shape() == expected, who, ": part ", k, " has extents ", parts[k].shape(),
+                       ", expected ", s0, " except in dim 1");
     src.push_back(parts[k].data());
     rows.push_back(parts[k].size(1));
     first.push_back(out[1]);
@@ -113,8 +114,8 @@ Tensor<T> concat_channels(std::span<const Tensor<T>> parts) {
 
 /// concat_channels of a std::vector, std::array or other contiguous range of tensors.
 template <std::ranges::contiguous_range R>
-  requires Scalar<typename std::ranges::range_value_t<R>::value_type> &&
-           std::same_as<std::ranges::range_value_t<R>, Tensor<typename std::ranges::range_value_t<R>::value_type>>
+requires Scalar<typename std::ranges::range_value_t<R>::value_type> &&
+    std::same_as<std::ranges::range_value_t<R>, Tensor<typename std::ranges::range_value_t<R>::value_type>>
 auto concat_channels(const R& parts) {
   using T = typename std::ranges::range_value_t<R>::value_type;
   return concat_channels(std::span<const Tensor<T>>(std::ranges::data(parts), std::ranges::size(parts)));

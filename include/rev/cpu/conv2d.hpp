@@ -57,8 +57,8 @@ struct conv_geometry {
 };
 
 template <Scalar T>
-conv_geometry conv_check(const char* who, const Tensor<T>& x, const Tensor<T>& w, std::type_identity_t<const Tensor<T>*> bias,
-                         const conv2d_params& p) {
+conv_geometry conv_check(const char* who, const Tensor<T>& x, const Tensor<T>& w,
+                         std::type_identity_t<const Tensor<T>*> bias, const conv2d_params& p) {
   check<value_error>(p.stride_h >= 1 && p.stride_w >= 1, who, ": stride ", p.stride_h, "x", p.stride_w,
                      " must be at least 1");
   check<value_error>(p.dilation_h >= 1 && p.dilation_w >= 1, who, ": dilation ", p.dilation_h, "x", p.dilation_w,
@@ -74,18 +74,19 @@ conv_geometry conv_check(const char* who, const Tensor<T>& x, const Tensor<T>& w
   g.groups = p.groups;
   check<shape_error>(g.c_out >= 1 && w.size(1) >= 1 && g.kh >= 1 && g.kw >= 1, who, ": weight has extents ", w.shape(),
                      ", expected positive extents [C_out, C_in/groups, kh, kw]");
-  check<shape_error>(g.c_out % g.groups == 0, who, ": weight has ", g.c_out, " output channels, not divisible by groups ",
+  check<shape_error>(g.c_out % g.groups == 0, who, ": weight has ", g.c_out,
+                     " output channels, not divisible by groups ", g.groups);
+  check<shape_error>(g.c_in % g.groups == 0, who, ": input has ", g.c_in, " channels, not divisible by groups ",
                      g.groups);
-  check<shape_error>(g.c_in % g.groups == 0, who, ": input has ", g.c_in, " channels, not divisible by groups ", g.groups);
   check<shape_error>(g.c_in == w.size(1) * g.groups, who, ": input has ", g.c_in, " channels, expected ",
                      w.size(1) * g.groups, " (weight ", w.shape(), ", groups ", g.groups, ")");
   g.cin_g = g.c_in / g.groups;
   g.cout_g = g.c_out / g.groups;
   const index_t span_h = index_t{p.dilation_h} * (g.kh - 1) + 1, span_w = index_t{p.dilation_w} * (g.kw - 1) + 1;
-  check<shape_error>(span_h <= g.h + 2 * index_t{p.pad_h} && span_w <= g.w + 2 * index_t{p.pad_w}, who, ": kernel ", g.kh,
-                     "x", g.kw, " with dilation ", p.dilation_h, "x", p.dilation_w, " spans ", span_h, "x", span_w,
-                     ", larger than the padded input ", g.h + 2 * index_t{p.pad_h}, "x", g.w + 2 * index_t{p.pad_w},
-                     " (input ", x.shape(), ", padding ", p.pad_h, "x", p.pad_w, ")");
+  check<shape_error>(span_h <= g.h + 2 * index_t{p.pad_h} && span_w <= g.w + 2 * index_t{p.pad_w}, who, ": kernel ",
+                     g.kh, "x", g.kw, " with dilation ", p.dilation_h, "x", p.dilation_w, " spans ", span_h, "x",
+                     span_w, ", larger than the padded input ", g.h + 2 * index_t{p.pad_h}, "x",
+                     g.w + 2 * index_t{p.pad_w}, " (input ", x.shape(), ", padding ", p.pad_h, "x", p.pad_w, ")");
   if (bias) expect_shape(*bias, Shape{g.c_out}, who, "bias");
   g.ho = conv_out_size(g.h, g.kh, p.stride_h, p.pad_h, p.dilation_h);
   g.wo = conv_out_size(g.w, g.kw, p.stride_w, p.pad_w, p.dilation_w);
@@ -134,8 +135,8 @@ void pointwise_forward(const conv_geometry& g, const T* x, const T* w, const T* 
   }
   pointwise_blocks(g, hw, [&](index_t i, index_t gr, index_t c0, index_t cols) {
     T* yb = y + (i * g.c_out + gr * g.cout_g) * hw + c0;
-    gemm(mat(w + gr * g.cout_g * g.cin_g, g.cout_g, g.cin_g), mat(x + (i * g.c_in + gr * g.cin_g) * hw + c0, g.cin_g, cols, hw),
-         mat(yb, g.cout_g, cols, hw));
+    gemm(mat(w + gr * g.cout_g * g.cin_g, g.cout_g, g.cin_g),
+         mat(x + (i * g.c_in + gr * g.cin_g) * hw + c0, g.cin_g, cols, hw), mat(yb, g.cout_g, cols, hw));
     if (bias) add_bias(yb, g.cout_g, cols, hw, bias + gr * g.cout_g);
   });
 }
@@ -151,7 +152,8 @@ void pointwise_backward(const conv_geometry& g, const T* x, const T* w, const T*
         gemm(mat_t(dyg, g.n, g.cout_g, g.c_out), mat(x + gr * g.cin_g, g.n, g.cin_g, g.c_in),
              mat(dw + gr * g.cout_g * g.cin_g, g.cout_g, g.cin_g), T(1), T(1));
       if (dx)  // dX_g = dY_g W_g
-        gemm(mat(dyg, g.n, g.cout_g, g.c_out), mat(wg, g.cout_g, g.cin_g), mat(dx + gr * g.cin_g, g.n, g.cin_g, g.c_in));
+        gemm(mat(dyg, g.n, g.cout_g, g.c_out), mat(wg, g.cout_g, g.cin_g),
+             mat(dx + gr * g.cin_g, g.n, g.cin_g, g.c_in));
     }
     return;
   }
@@ -160,13 +162,14 @@ void pointwise_backward(const conv_geometry& g, const T* x, const T* w, const T*
       for (index_t i = b; i < e; ++i)
         for (index_t gr = 0; gr < g.groups; ++gr)
           gemm(mat(dy + (i * g.c_out + gr * g.cout_g) * hw, g.cout_g, hw),
-               mat_t(x + (i * g.c_in + gr * g.cin_g) * hw, g.cin_g, hw), mat(acc + gr * g.cout_g * g.cin_g, g.cout_g, g.cin_g),
-               T(1), T(1));
+               mat_t(x + (i * g.c_in + gr * g.cin_g) * hw, g.cin_g, hw),
+               mat(acc + gr * g.cout_g * g.cin_g, g.cout_g, g.cin_g), T(1), T(1));
     });
   }
   if (dx)  // dX_{n,g} = W_g^T dY_{n,g}
     pointwise_blocks(g, hw, [&](index_t i, index_t gr, index_t c0, index_t cols) {
-      gemm(mat_t(w + gr * g.cout_g * g.cin_g, g.cout_g, g.cin_g), mat(dy + (i * g.c_out + gr * g.cout_g) * hw + c0, g.cout_g, cols, hw),
+      gemm(mat_t(w + gr * g.cout_g * g.cin_g, g.cout_g, g.cin_g),
+           mat(dy + (i * g.c_out + gr * g.cout_g) * hw + c0, g.cout_g, cols, hw),
            mat(dx + (i * g.c_in + gr * g.cin_g) * hw + c0, g.cin_g, cols, hw));
     });
 }
@@ -265,7 +268,8 @@ void general_forward(const conv_geometry& g, const T* x, const T* w, const T* bi
       for (index_t gr = 0; gr < g.groups; ++gr) {
         im2col(g, x + (i * g.c_in + gr * g.cin_g) * g.in_plane(), q0, q1, cols.data());
         T* yb = y + (i * g.c_out + gr * g.cout_g) * po + q0;
-        gemm(mat(w + gr * g.cout_g * rows, g.cout_g, rows), mat(cols.data(), rows, q1 - q0), mat(yb, g.cout_g, q1 - q0, po));
+        gemm(mat(w + gr * g.cout_g * rows, g.cout_g, rows), mat(cols.data(), rows, q1 - q0),
+             mat(yb, g.cout_g, q1 - q0, po));
         if (bias) add_bias(yb, g.cout_g, q1 - q0, po, bias + gr * g.cout_g);
       }
     }
@@ -366,8 +370,18 @@ struct lanes_layout {
   std::vector<index_t> off;  // per tap (u, v): (u d_h Wp + v d_w) lanes
 
   explicit lanes_layout(const conv_geometry& g)
-      : c(g.c_in), h(g.h), w(g.w), ho(g.ho), wo(g.wo), ph(g.p.pad_h), pw(g.p.pad_w), sh(g.p.stride_h),
-        sw(g.p.stride_w), hp(g.h + 2 * index_t{g.p.pad_h}), wp(g.w + 2 * index_t{g.p.pad_w}), taps(g.taps()) {
+      : c(g.c_in),
+        h(g.h),
+        w(g.w),
+        ho(g.ho),
+        wo(g.wo),
+        ph(g.p.pad_h),
+        pw(g.p.pad_w),
+        sh(g.p.stride_h),
+        sw(g.p.stride_w),
+        hp(g.h + 2 * index_t{g.p.pad_h}),
+        wp(g.w + 2 * index_t{g.p.pad_w}),
+        taps(g.taps()) {
     for (index_t u = 0; u < g.kh; ++u)
       for (index_t v = 0; v < g.kw; ++v) off.push_back((u * g.p.dilation_h * wp + v * g.p.dilation_w) * lanes);
   }
@@ -394,7 +408,8 @@ struct lanes_layout {
   template <class T>
   void store(const T* z, index_t rows, index_t cols, index_t stride, index_t c0, T* out) const {
     const index_t nl = std::min(lanes, c - c0);
-    for (index_t i = 0; i < rows; ++i) from_lanes(z + i * stride * lanes, cols, nl, out + c0 * rows * cols + i * cols, rows * cols);
+    for (index_t i = 0; i < rows; ++i)
+      from_lanes(z + i * stride * lanes, cols, nl, out + c0 * rows * cols + i * cols, rows * cols);
   }
   // z[i][j][lanes] = channels [c0, c0 + lanes) of dy [C, ho, wo] (zero past C).
   template <class T>
@@ -446,14 +461,29 @@ void lanes_plane(const lanes_layout& l, const T* p, const T* wt, const T* bias, 
   index_t q = 0;
   for (; q + 8 <= n; q += 8) lanes_pixels<8>(l, p, wt, bias, q, z);
   switch (n - q) {
-    case 1: lanes_pixels<1>(l, p, wt, bias, q, z); break;
-    case 2: lanes_pixels<2>(l, p, wt, bias, q, z); break;
-    case 3: lanes_pixels<3>(l, p, wt, bias, q, z); break;
-    case 4: lanes_pixels<4>(l, p, wt, bias, q, z); break;
-    case 5: lanes_pixels<5>(l, p, wt, bias, q, z); break;
-    case 6: lanes_pixels<6>(l, p, wt, bias, q, z); break;
-    case 7: lanes_pixels<7>(l, p, wt, bias, q, z); break;
-    default: break;
+    case 1:
+      lanes_pixels<1>(l, p, wt, bias, q, z);
+      break;
+    case 2:
+      lanes_pixels<2>(l, p, wt, bias, q, z);
+      break;
+    case 3:
+      lanes_pixels<3>(l, p, wt, bias, q, z);
+      break;
+    case 4:
+      lanes_pixels<4>(l, p, wt, bias, q, z);
+      break;
+    case 5:
+      lanes_pixels<5>(l, p, wt, bias, q, z);
+      break;
+    case 6:
+      lanes_pixels<6>(l, p, wt, bias, q, z);
+      break;
+    case 7:
+      lanes_pixels<7>(l, p, wt, bias, q, z);
+      break;
+    default:
+      break;
   }
 }
 
@@ -536,14 +566,30 @@ void depthwise_backward(const conv_geometry& g, const T* x, const T* w, const T*
             const index_t* off = l.off.data() + t;
             T* a = acc + t * lanes;
             switch (nb) {
-              case 1: lanes_weight_grad<1>(l, p, dz, off, a); break;
-              case 2: lanes_weight_grad<2>(l, p, dz, off, a); break;
-              case 3: lanes_weight_grad<3>(l, p, dz, off, a); break;
-              case 4: lanes_weight_grad<4>(l, p, dz, off, a); break;
-              case 5: lanes_weight_grad<5>(l, p, dz, off, a); break;
-              case 6: lanes_weight_grad<6>(l, p, dz, off, a); break;
-              case 7: lanes_weight_grad<7>(l, p, dz, off, a); break;
-              default: lanes_weight_grad<8>(l, p, dz, off, a); break;
+              case 1:
+                lanes_weight_grad<1>(l, p, dz, off, a);
+                break;
+              case 2:
+                lanes_weight_grad<2>(l, p, dz, off, a);
+                break;
+              case 3:
+                lanes_weight_grad<3>(l, p, dz, off, a);
+                break;
+              case 4:
+                lanes_weight_grad<4>(l, p, dz, off, a);
+                break;
+              case 5:
+                lanes_weight_grad<5>(l, p, dz, off, a);
+                break;
+              case 6:
+                lanes_weight_grad<6>(l, p, dz, off, a);
+                break;
+              case 7:
+                lanes_weight_grad<7>(l, p, dz, off, a);
+                break;
+              default:
+                lanes_weight_grad<8>(l, p, dz, off, a);
+                break;
             }
             t += nb;
           }
@@ -567,7 +613,8 @@ void depthwise_backward(const conv_geometry& g, const T* x, const T* w, const T*
       }
       if (dw)
         for (index_t t = 0; t < taps; ++t)
-          for (index_t q = 0; q < lanes && c0 + q < l.c; ++q) partial.data()[chunk * g.c_in * taps + (c0 + q) * taps + t] = acc[t * lanes + q];
+          for (index_t q = 0; q < lanes && c0 + q < l.c; ++q)
+            partial.data()[chunk * g.c_in * taps + (c0 + q) * taps + t] = acc[t * lanes + q];
     }
   });
   if (dw)
@@ -596,7 +643,8 @@ void bias_backward(const conv_geometry& g, const T* dy, T* db) {
 /// y = conv2d(x, w) + bias. x [N, C_in, H, W], w [C_out, C_in/groups, kh, kw], bias [C_out] or
 /// nullptr; zero padding. Returns [N, C_out, Ho, Wo].
 template <Scalar T>
-Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& w, std::type_identity_t<const Tensor<T>*> bias, const conv2d_params& p) {
+Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& w, std::type_identity_t<const Tensor<T>*> bias,
+                 const conv2d_params& p) {
   const auto g = detail::conv_check("rev::ops::conv2d", x, w, bias, p);
   Tensor<T> y = Tensor<T>::uninitialized(g.out_shape());
   if (op_counts* c = rev::detail::active_op_counts()) {
@@ -615,7 +663,8 @@ Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& w, std::type_identity_t<co
 /// when need_dx is false); ADDS dL/dw into *dw and dL/dbias into *db when they are non-null.
 template <Scalar T>
 Tensor<T> conv2d_backward(const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& dy, const conv2d_params& p,
-                          std::type_identity_t<Tensor<T>*> dw, std::type_identity_t<Tensor<T>*> db, bool need_dx = true) {
+                          std::type_identity_t<Tensor<T>*> dw, std::type_identity_t<Tensor<T>*> db,
+                          bool need_dx = true) {
   constexpr const char* who = "rev::ops::conv2d_backward";
   const auto g = detail::conv_check(who, x, w, nullptr, p);
   expect_shape(dy, g.out_shape(), who, "output gradient");

@@ -43,7 +43,8 @@ void for_each_keep(const rng_state& s, double p, index_t begin, index_t end, F&&
       for (std::size_t lane = 0; lane < 4; ++lane) f(i + static_cast<index_t>(lane), (block[lane] >> 8) >= threshold);
       i += 4;
     } else {
-      for (auto lane = static_cast<std::size_t>(n & 3); lane < 4 && i < end; ++lane, ++i) f(i, (block[lane] >> 8) >= threshold);
+      for (auto lane = static_cast<std::size_t>(n & 3); lane < 4 && i < end; ++lane, ++i)
+        f(i, (block[lane] >> 8) >= threshold);
     }
   }
 }

@@ -50,20 +50,24 @@ void zip_inplace(Tensor<T>& a, const Tensor<T>& b, F f, const char* who = "rev::
 
 template <Scalar T>
 Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
-  return zip(a, b, [](T x, T y) { return x + y; }, "rev::ops::add");
+  return zip(
+      a, b, [](T x, T y) { return x + y; }, "rev::ops::add");
 }
 template <Scalar T>
 Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {
-  return zip(a, b, [](T x, T y) { return x - y; }, "rev::ops::sub");
+  return zip(
+      a, b, [](T x, T y) { return x - y; }, "rev::ops::sub");
 }
 template <Scalar T>
 Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
-  return zip(a, b, [](T x, T y) { return x * y; }, "rev::ops::mul");
+  return zip(
+      a, b, [](T x, T y) { return x * y; }, "rev::ops::mul");
 }
 /// a += b
 template <Scalar T>
 void add_(Tensor<T>& a, const Tensor<T>& b) {
-  zip_inplace(a, b, [](T x, T y) { return x + y; }, "rev::ops::add_");
+  zip_inplace(
+      a, b, [](T x, T y) { return x + y; }, "rev::ops::add_");
 }
 /// acc += t, where an empty acc becomes t; updates acc's buffer in place only when no other
 /// handle shares it (sums of transform outputs and gradients build up this way).
@@ -77,7 +81,8 @@ void accumulate(Tensor<T>& acc, const Tensor<T>& t) {
 /// a -= b
 template <Scalar T>
 void sub_(Tensor<T>& a, const Tensor<T>& b) {
-  zip_inplace(a, b, [](T x, T y) { return x - y; }, "rev::ops::sub_");
+  zip_inplace(
+      a, b, [](T x, T y) { return x - y; }, "rev::ops::sub_");
 }
 /// a *= s
 template <Scalar T>

@@ -55,7 +55,7 @@ row_major_map<T> eigen_map(const matrix_ref<T>& m) {
 /// beta = 0 ignores C's previous contents (they may be uninitialised). Runs on the calling
 /// thread (Eigen's GEMM, which rev never lets parallelise itself).
 template <Scalar T, class TA, class TB>
-  requires std::same_as<std::remove_const_t<TA>, T> && std::same_as<std::remove_const_t<TB>, T>
+requires std::same_as<std::remove_const_t<TA>, T> && std::same_as<std::remove_const_t<TB>, T>
 void gemm(matrix_ref<TA> a, matrix_ref<TB> b, matrix_ref<T> c, T alpha = T(1), T beta = T(0)) {
   if (c.rows == 0 || c.cols == 0) return;
   auto C = detail::eigen_map(c);
@@ -121,7 +121,7 @@ matrix_ref<T> op_cols(matrix_ref<T> m, index_t c0, index_t c1) {
 /// columns, one GEMM each; when C is too small to give every thread a block but the inner
 /// dimension is long, the inner dimension is cut instead and the partial products summed.
 template <Scalar T, class TA, class TB>
-  requires std::same_as<std::remove_const_t<TA>, T> && std::same_as<std::remove_const_t<TB>, T>
+requires std::same_as<std::remove_const_t<TA>, T> && std::same_as<std::remove_const_t<TB>, T>
 void parallel_gemm(matrix_ref<TA> a, matrix_ref<TB> b, matrix_ref<T> c, T beta = T(0)) {
   const index_t m = c.rows, n = c.cols, k = a.op_cols();
   const index_t threads = num_threads();
@@ -155,8 +155,8 @@ void parallel_gemm(matrix_ref<TA> a, matrix_ref<TB> b, matrix_ref<T> c, T beta =
     for (index_t t = t0; t < t1; ++t) {
       const index_t r0 = t / cbs * rb, r1 = std::min(m, r0 + rb), c0 = t % cbs * cb, c1 = std::min(n, c0 + cb);
       if (r0 >= r1 || c0 >= c1) continue;
-      gemm(detail::op_rows(a, r0, r1), detail::op_cols(b, c0, c1), matrix_ref<T>{c.data + r0 * c.ld + c0, r1 - r0, c1 - c0, c.ld},
-           T(1), beta);
+      gemm(detail::op_rows(a, r0, r1), detail::op_cols(b, c0, c1),
+           matrix_ref<T>{c.data + r0 * c.ld + c0, r1 - r0, c1 - c0, c.ld}, T(1), beta);
     }
   });
 }

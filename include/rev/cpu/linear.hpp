@@ -47,8 +47,9 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& w, std::type_identity_t<co
 /// The backward of linear given dy [..., out]. Returns dL/dx (an empty tensor when need_dx is
 /// false); ADDS dL/dw = dy^T x into *dw and dL/db = sum of dy's rows into *db when non-null.
 template <Scalar T>
-Tensor<T> linear_backward(const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& dy, std::type_identity_t<Tensor<T>*> dw,
-                          std::type_identity_t<Tensor<T>*> db, bool need_dx = true) {
+Tensor<T> linear_backward(const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& dy,
+                          std::type_identity_t<Tensor<T>*> dw, std::type_identity_t<Tensor<T>*> db,
+                          bool need_dx = true) {
   constexpr const char* who = "rev::ops::linear_backward";
   const index_t rows = detail::linear_check(who, x, w);
   const index_t in = w.size(1), out = w.size(0);

@@ -89,15 +89,16 @@ Tensor<T> avg_pool2d_backward(const Shape& input_shape, const Tensor<T>& dy, int
   const T inv = T(1) / static_cast<T>(k * k);
   const T* pg = dy.data();
   T* pd = dx.data();
-  parallel_for(input_shape[0] * input_shape[1], std::max<index_t>(1, (index_t{1} << 15) / (H * W)), [&](index_t b, index_t e) {
-    for (index_t p = b; p < e; ++p)
-      for (index_t i = 0; i < Ho; ++i)
-        for (index_t j = 0; j < Wo; ++j) {
-          const T g = pg[(p * Ho + i) * Wo + j] * inv;
-          for (int u = 0; u < k; ++u)
-            for (int v = 0; v < k; ++v) pd[(p * H + i * k + u) * W + j * k + v] = g;
-        }
-  });
+  parallel_for(input_shape[0] * input_shape[1], std::max<index_t>(1, (index_t{1} << 15) / (H * W)),
+               [&](index_t b, index_t e) {
+                 for (index_t p = b; p < e; ++p)
+                   for (index_t i = 0; i < Ho; ++i)
+                     for (index_t j = 0; j < Wo; ++j) {
+                       const T g = pg[(p * Ho + i) * Wo + j] * inv;
+                       for (int u = 0; u < k; ++u)
+                         for (int v = 0; v < k; ++v) pd[(p * H + i * k + u) * W + j * k + v] = g;
+                     }
+               });
   return dx;
 }
 

@@ -83,7 +83,7 @@ struct loader_options {
   bool shuffle = true;
   bool augment = false;  // random shift inside the padded frame and horizontal flip
   bool drop_last = false;
-  index_t padding = 2;   // 28x28 -> 32x32
+  index_t padding = 2;  // 28x28 -> 32x32
   std::uint64_t seed = 0;
   double mean = fashion_mnist_mean, std = fashion_mnist_std;
 };
@@ -103,7 +103,8 @@ class Loader {
     check<value_error>(o.batch_size > 0, who, ": batch_size ", o.batch_size, " must be positive");
     check<value_error>(o.padding >= 0, who, ": padding ", o.padding, " must be non-negative");
     check<value_error>(o.std > 0, who, ": std ", o.std, " must be positive");
-    check<value_error>(data.size > 0 && data.pixels.size() == static_cast<std::size_t>(data.size * data.rows * data.cols) &&
+    check<value_error>(data.size > 0 &&
+                           data.pixels.size() == static_cast<std::size_t>(data.size * data.rows * data.cols) &&
                            data.labels.size() == static_cast<std::size_t>(data.size),
                        who, ": the image_set holds ", data.pixels.size(), " pixels and ", data.labels.size(),
                        " labels, expected ", data.size, " images of ", data.rows, "x", data.cols, " (and size > 0)");
@@ -169,11 +170,13 @@ class Loader {
   /// Restores what save_state stored; io_error if it was saved by a loader over another data size.
   void load_state(const io::file& f, const std::string& prefix) {
     constexpr const char* who = "rev::data::Loader::load_state";
-    const rng_state rng = train::get_rng(f, prefix + "rng", who), epoch_rng = train::get_rng(f, prefix + "epoch_rng", who);
+    const rng_state rng = train::get_rng(f, prefix + "rng", who),
+                    epoch_rng = train::get_rng(f, prefix + "epoch_rng", who);
     const auto pos = train::get_u64(f, prefix + "position", 4, who);
     check<io_error>(pos[3] == static_cast<std::uint64_t>(data_->size), who, ": the checkpoint's loader iterated over ",
                     pos[3], " images, this one over ", data_->size);
-    check<io_error>(pos[1] <= pos[3] && pos[2] <= 1, who, ": corrupt position (cursor ", pos[1], ", started ", pos[2], ")");
+    check<io_error>(pos[1] <= pos[3] && pos[2] <= 1, who, ": corrupt position (cursor ", pos[1], ", started ", pos[2],
+                    ")");
     train::check_no_extra_keys(f, prefix, {prefix + "rng", prefix + "epoch_rng", prefix + "position"}, who);
     gen_.set_state(rng);
     epoch_rng_ = epoch_rng;

@@ -32,8 +32,8 @@ inline std::vector<std::uint8_t> read_gzip(const std::string& path) {
 
   std::vector<std::uint8_t> out;
   // The last member's ISIZE (size mod 2^32) is a hint for the output size, not trusted.
-  const std::size_t hint = packed[packed.size() - 4] | packed[packed.size() - 3] << 8 | packed[packed.size() - 2] << 16 |
-                           static_cast<std::size_t>(packed[packed.size() - 1]) << 24;
+  const std::size_t hint = packed[packed.size() - 4] | packed[packed.size() - 3] << 8 |
+                           packed[packed.size() - 2] << 16 | static_cast<std::size_t>(packed[packed.size() - 1]) << 24;
   out.reserve(std::min<std::size_t>(hint, std::size_t{1} << 30));
   z_stream zs{};
   check<io_error>(inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK, "rev::data::read_gzip: zlib cannot start inflating");

@@ -65,7 +65,8 @@ output_t<S> forward_block(S& s, const input_t<S>& x, context& ctx, block_record<
 // Returns the block's input (reconstructed or checkpointed; left empty in stored mode, where
 // nothing upstream reads it) and the gradient with respect to it. Mirrors forward_block.
 template <class S>
-reconstructed<input_t<S>> backward_block(S& s, const output_t<S>& y, const output_t<S>& dy, block_record<S>& r, mode m) {
+reconstructed<input_t<S>> backward_block(S& s, const output_t<S>& y, const output_t<S>& dy, block_record<S>& r,
+                                         mode m) {
   if (m == mode::stored) {
     input_t<S> dx = s.backward(r.stored, dy);
     r.stored = {};
@@ -101,9 +102,11 @@ constexpr int first_unchainable() {
           ? void(bad = static_cast<int>(I))
           : void()),
      ...);
-  }(std::make_index_sequence<sizeof...(S) - 1>{});
-  if (bad < 0) bad = first_channel_break<sizeof...(S)>({in_channels_of<S>()...}, {out_channels_of<S>()...},
-                                                {channel_factor_of<S>()...});
+  }
+  (std::make_index_sequence<sizeof...(S) - 1>{});
+  if (bad < 0)
+    bad = first_channel_break<sizeof...(S)>({in_channels_of<S>()...}, {out_channels_of<S>()...},
+                                            {channel_factor_of<S>()...});
   return bad;
 }
 }  // namespace detail
@@ -157,15 +160,12 @@ class Chain {
     return back<n - 1>(c, std::exchange(c.y, output_type{}), dy);
   }
 
-  input_type inverse(const output_type& y, context& ctx)
-    requires(Coupling<S> && ...)
-  {
+  input_type inverse(const output_type& y, context& ctx) requires(Coupling<S>&&...) {
     return inverse_from<n - 1>(y, ctx);
   }
 
-  reconstructed<input_type> backward_reversible(const output_type& y, const output_type& dy)
-    requires(Coupling<S> && ...)
-  {
+  reconstructed<input_type> backward_reversible(const output_type& y,
+                                                const output_type& dy) requires(Coupling<S>&&...) {
     cache c{mode::reversible};
     return back<n - 1>(c, y, dy);
   }
@@ -180,7 +180,9 @@ class Chain {
   }
 
   template <std::size_t I>
-  auto& get() { return std::get<I>(blocks_); }
+  auto& get() {
+    return std::get<I>(blocks_);
+  }
 
  private:
   // The recursion over the blocks takes each state by value and drops it before going on, so
@@ -214,7 +216,8 @@ class Chain {
 
   template <class F>
   void each(F&& f) {
-    [&]<std::size_t... I>(std::index_sequence<I...>) { (f(std::get<I>(blocks_), I), ...); }(std::make_index_sequence<n>{});
+    [&]<std::size_t... I>(std::index_sequence<I...>) { (f(std::get<I>(blocks_), I), ...); }
+    (std::make_index_sequence<n>{});
   }
 
   tuple blocks_;
@@ -265,17 +268,13 @@ class Repeat {
     return back(c, std::exchange(c.y, output_type{}), dy);
   }
 
-  input_type inverse(const output_type& y, context& ctx)
-    requires Coupling<Block>
-  {
+  input_type inverse(const output_type& y, context& ctx) requires Coupling<Block> {
     input_type v = y;
     for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) v = it->inverse(v, ctx);
     return v;
   }
 
-  reconstructed<input_type> backward_reversible(const output_type& y, const output_type& dy)
-    requires Coupling<Block>
-  {
+  reconstructed<input_type> backward_reversible(const output_type& y, const output_type& dy) requires Coupling<Block> {
     cache c{mode::reversible};
     c.records.resize(N);
     return back(c, y, dy);
@@ -283,11 +282,13 @@ class Repeat {
 
   template <class V>
   void for_each_parameter(V&& v, const std::string& prefix = "") {
-    for (std::size_t i = 0; i < blocks_.size(); ++i) blocks_[i].for_each_parameter(v, join_name(prefix, std::to_string(i)));
+    for (std::size_t i = 0; i < blocks_.size(); ++i)
+      blocks_[i].for_each_parameter(v, join_name(prefix, std::to_string(i)));
   }
   template <class V>
   void for_each_buffer(V&& v, const std::string& prefix = "") {
-    for (std::size_t i = 0; i < blocks_.size(); ++i) blocks_[i].for_each_buffer(v, join_name(prefix, std::to_string(i)));
+    for (std::size_t i = 0; i < blocks_.size(); ++i)
+      blocks_[i].for_each_buffer(v, join_name(prefix, std::to_string(i)));
   }
 
   Block& operator[](std::size_t i) { return blocks_[i]; }

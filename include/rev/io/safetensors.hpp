@@ -27,10 +27,18 @@ enum class dtype { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
 
 inline std::size_t itemsize(dtype t) {
   switch (t) {
-    case dtype::F64: case dtype::I64: return 8;
-    case dtype::F32: case dtype::I32: return 4;
-    case dtype::F16: case dtype::BF16: case dtype::I16: return 2;
-    default: return 1;
+    case dtype::F64:
+    case dtype::I64:
+      return 8;
+    case dtype::F32:
+    case dtype::I32:
+      return 4;
+    case dtype::F16:
+    case dtype::BF16:
+    case dtype::I16:
+      return 2;
+    default:
+      return 1;
   }
 }
 
@@ -67,7 +75,8 @@ struct file {
   }
   /// Stores t under `name` as `type` (F32 or F64).
   template <Scalar T>
-  void put(const std::string& name, const Tensor<T>& t, dtype type = std::is_same_v<T, double> ? dtype::F64 : dtype::F32);
+  void put(const std::string& name, const Tensor<T>& t,
+           dtype type = std::is_same_v<T, double> ? dtype::F64 : dtype::F32);
 };
 
 namespace detail {
@@ -112,11 +121,21 @@ class json_reader {
         if (pos_ >= s_.size()) fail("unterminated escape");
         char e = s_[pos_++];
         switch (e) {
-          case 'n': out += '\n'; break;
-          case 't': out += '\t'; break;
-          case 'r': out += '\r'; break;
-          case 'b': out += '\b'; break;
-          case 'f': out += '\f'; break;
+          case 'n':
+            out += '\n';
+            break;
+          case 't':
+            out += '\t';
+            break;
+          case 'r':
+            out += '\r';
+            break;
+          case 'b':
+            out += '\b';
+            break;
+          case 'f':
+            out += '\f';
+            break;
           case 'u': {
             if (pos_ + 4 > s_.size()) fail("short \\u escape");
             unsigned code = static_cast<unsigned>(std::stoul(std::string(s_.substr(pos_, 4)), nullptr, 16));
@@ -133,7 +152,8 @@ class json_reader {
             }
             break;
           }
-          default: out += e;
+          default:
+            out += e;
         }
       } else {
         out += c;
@@ -241,15 +261,34 @@ Tensor<T> entry::to_tensor() const {
   for (index_t i = 0; i < n; ++i) {
     double v = 0;
     switch (type) {
-      case dtype::F64: v = load(double{}, i); break;
-      case dtype::F32: v = load(float{}, i); break;
-      case dtype::F16: v = detail::half_to_float(load(std::uint16_t{}, i)); break;
-      case dtype::BF16: v = detail::bf16_to_float(load(std::uint16_t{}, i)); break;
-      case dtype::I64: v = static_cast<double>(load(std::int64_t{}, i)); break;
-      case dtype::I32: v = load(std::int32_t{}, i); break;
-      case dtype::I16: v = load(std::int16_t{}, i); break;
-      case dtype::I8: v = load(std::int8_t{}, i); break;
-      case dtype::U8: case dtype::BOOL: v = load(std::uint8_t{}, i); break;
+      case dtype::F64:
+        v = load(double{}, i);
+        break;
+      case dtype::F32:
+        v = load(float{}, i);
+        break;
+      case dtype::F16:
+        v = detail::half_to_float(load(std::uint16_t{}, i));
+        break;
+      case dtype::BF16:
+        v = detail::bf16_to_float(load(std::uint16_t{}, i));
+        break;
+      case dtype::I64:
+        v = static_cast<double>(load(std::int64_t{}, i));
+        break;
+      case dtype::I32:
+        v = load(std::int32_t{}, i);
+        break;
+      case dtype::I16:
+        v = load(std::int16_t{}, i);
+        break;
+      case dtype::I8:
+        v = load(std::int8_t{}, i);
+        break;
+      case dtype::U8:
+      case dtype::BOOL:
+        v = load(std::uint8_t{}, i);
+        break;
     }
     t.data()[i] = static_cast<T>(v);
   }
@@ -326,12 +365,13 @@ inline file parse(const std::byte* data, std::size_t size, const std::string& or
         throw fail("tensor '", name, "' has data_offsets outside the ", body_size, " data bytes");
       std::uint64_t expect = itemsize(e.type);
       for (index_t d : e.shape) {
-        if (d != 0 && expect > body_size / static_cast<std::uint64_t>(d) + 1) throw fail("tensor '", name, "' is too large");
+        if (d != 0 && expect > body_size / static_cast<std::uint64_t>(d) + 1)
+          throw fail("tensor '", name, "' is too large");
         expect *= static_cast<std::uint64_t>(d);
       }
       if (offsets[1] - offsets[0] != expect)
-        throw fail("tensor '", name, "' has ", (offsets[1] - offsets[0]), " data bytes, expected ",
-                   expect, " for ", dtype_name(e.type), " ", e.shape.str());
+        throw fail("tensor '", name, "' has ", (offsets[1] - offsets[0]), " data bytes, expected ", expect, " for ",
+                   dtype_name(e.type), " ", e.shape.str());
       if (out.entries.count(name)) throw fail("tensor '", name, "' appears twice");
       e.bytes.assign(body + offsets[0], body + offsets[1]);
       spans.push_back({offsets[0], offsets[1], name});

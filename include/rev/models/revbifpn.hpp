@@ -21,6 +21,7 @@
 #include "rev/core/layer.hpp"
 #include "rev/coupling/additive.hpp"
 #include "rev/coupling/silo.hpp"
+#include "rev/cpu/space_to_depth.hpp"
 #include "rev/graph/chain.hpp"
 #include "rev/io/state_dict.hpp"
 #include "rev/nn/dropout.hpp"
@@ -29,7 +30,6 @@
 #include "rev/nn/pool.hpp"
 #include "rev/nn/resample.hpp"
 #include "rev/nn/sequential.hpp"
-#include "rev/cpu/space_to_depth.hpp"
 
 namespace rev::models {
 
@@ -72,15 +72,15 @@ inline constexpr int head_kernel = 5;
 //     c{16, 32, 48, 64}, h{16, 32, 64, 128}; static constexpr int fc = 256, depth = 2, classes = 10,
 //     image_channels = 1; static constexpr double head_dropout = 0.1, drop_path = 0; };
 #define REV_REVBIFPN_VARIANT(Name, C0, C1, C2, C3, H0, H1, H2, H3, FC, D, DROPOUT, DROP_PATH, PARAMS) \
-  struct Name {                                                                                     \
-    static constexpr const char* name = #Name;                                                      \
-    static constexpr std::array<int, 4> c{C0, C1, C2, C3};                                          \
-    static constexpr std::array<int, 4> h{H0, H1, H2, H3};                                          \
-    static constexpr int fc = FC;                                                                   \
-    static constexpr int depth = D;                                                                 \
-    static constexpr double head_dropout = DROPOUT;                                                 \
-    static constexpr double drop_path = DROP_PATH;                                                  \
-    static constexpr long long reference_parameters = PARAMS; /* §11 */                             \
+  struct Name {                                                                                       \
+    static constexpr const char* name = #Name;                                                        \
+    static constexpr std::array<int, 4> c{C0, C1, C2, C3};                                            \
+    static constexpr std::array<int, 4> h{H0, H1, H2, H3};                                            \
+    static constexpr int fc = FC;                                                                     \
+    static constexpr int depth = D;                                                                   \
+    static constexpr double head_dropout = DROPOUT;                                                   \
+    static constexpr double drop_path = DROP_PATH;                                                    \
+    static constexpr long long reference_parameters = PARAMS; /* §11 */                              \
   };
 REV_REVBIFPN_VARIANT(S0, 48, 64, 80, 160, 48, 64, 128, 320, 1280, 2, 0.25, 0.0, 3419196LL)
 REV_REVBIFPN_VARIANT(S1, 64, 80, 96, 208, 64, 80, 160, 416, 1696, 2, 0.25, 0.0, 5112300LL)
@@ -130,7 +130,8 @@ constexpr long long parameter_count() {
       n += 4 * mbconv_parameters(c[s] / 2, c[s] / 2, expand[s], rev_kernel[s], se_width(c[s] / 2, se_ratio[s]));
     for (int j = 1; j < after; ++j)
       for (int i = 0; i < j; ++i) {
-        n += mbconv_parameters(c[i], c[j], expand[i], 2 * pow2(j - i) - 1 + kernel_extra[i], se_width(c[i], se_ratio[i]));
+        n += mbconv_parameters(c[i], c[j], expand[i], 2 * pow2(j - i) - 1 + kernel_extra[i],
+                               se_width(c[i], se_ratio[i]));
         n += mbconv_parameters(c[j], c[i], expand[i], 3 + kernel_extra[j], se_width(c[j], se_ratio[i]));
       }
   }
@@ -158,10 +159,11 @@ struct xform01 : L {
 
 /// The RevBlock of scale S in layer l (§4.4): y1 = x1 + f(x0), y0 = x0 + g(y1).
 template <class Cfg, int S, int L, Scalar T>
-using rev_mbconv = xform01<nn::MBConv<Cfg::c[S] / 2, Cfg::c[S] / 2,
-                                      nn::mbconv_opts{.expand = expand[S], .kernel = rev_kernel[S],
-                                                      .se_ratio = se_ratio[S], .drop_path = layer_drop<Cfg>(L)},
-                                      T>>;
+using rev_mbconv = xform01<nn::MBConv<
+    Cfg::c[S] / 2, Cfg::c[S] / 2,
+    nn::mbconv_opts{
+        .expand = expand[S], .kernel = rev_kernel[S], .se_ratio = se_ratio[S], .drop_path = layer_drop<Cfg>(L)},
+    T>>;
 template <class Cfg, int S, int L, Scalar T>
 using RevBlock = Additive<rev_mbconv<Cfg, S, L, T>, rev_mbconv<Cfg, S, L, T>, additive_layout::halves_swapped>;
 
@@ -227,7 +229,8 @@ class RevBlockGroup {
   void each(F&& f) {
     [&]<std::size_t... S>(std::index_sequence<S...>) {
       (f(std::get<S>(blocks_), std::integral_constant<std::size_t, S>{}), ...);
-    }(std::make_index_sequence<n>{});
+    }
+    (std::make_index_sequence<n>{});
   }
   std::tuple<Blocks...> blocks_;
 };
@@ -248,7 +251,8 @@ class Stem : public layer_types<T, cpu>, public no_parameters {
   input_type backward(cache&, const output_type& dy) { return ops::depth_to_space(dy[0], 4, ops::s2d_order::revbifpn); }
   input_type inverse(const output_type& y, context&) { return ops::depth_to_space(y[0], 4, ops::s2d_order::revbifpn); }
   reconstructed<input_type> backward_reversible(const output_type& y, const output_type& dy) {
-    return {ops::depth_to_space(y[0], 4, ops::s2d_order::revbifpn), ops::depth_to_space(dy[0], 4, ops::s2d_order::revbifpn)};
+    return {ops::depth_to_space(y[0], 4, ops::s2d_order::revbifpn),
+            ops::depth_to_space(dy[0], 4, ops::s2d_order::revbifpn)};
   }
 };
 
@@ -260,13 +264,16 @@ struct fusions {
   static constexpr int created = L < scales ? L : -1;  // the level a growing silo creates
   template <int I, int J>
   using F = nn::MBConv<Cfg::c[I], Cfg::c[J],
-                       nn::mbconv_opts{.expand = expand[I], .kernel = 2 * pow2(J - I) - 1 + kernel_extra[I],
-                                       .stride = pow2(J - I), .se_ratio = se_ratio[I],
+                       nn::mbconv_opts{.expand = expand[I],
+                                       .kernel = 2 * pow2(J - I) - 1 + kernel_extra[I],
+                                       .stride = pow2(J - I),
+                                       .se_ratio = se_ratio[I],
                                        .drop_path = J == created ? 0.0 : layer_drop<Cfg>(L)},
                        T>;
   template <int I, int J>
   using G = nn::Sequential<nn::MBConv<Cfg::c[I], Cfg::c[J],
-                                      nn::mbconv_opts{.expand = expand[J], .kernel = 3 + kernel_extra[I],
+                                      nn::mbconv_opts{.expand = expand[J],
+                                                      .kernel = 3 + kernel_extra[I],
                                                       .se_channels = se_width(Cfg::c[I], se_ratio[J]),
                                                       .drop_path = layer_drop<Cfg>(L)},
                                       T>,
@@ -291,8 +298,8 @@ template <class Cfg, int L, Scalar T>
 struct layer_blocks {
   static constexpr int existing = std::min(L, scales), after = std::min(L + 1, scales);
   using group = typename group_of<Cfg, L, T, std::make_index_sequence<existing>>::type;
-  using silo = Silo<typename levels_of<Cfg, std::make_index_sequence<after>>::type, fusions<Cfg, L, T>::template F,
-                    fusions<Cfg, L, T>::template G, L < scales ? silo_kind::grows : silo_kind::same>;
+  using silo = Silo < typename levels_of<Cfg, std::make_index_sequence<after>>::type, fusions<Cfg, L, T>::template F,
+        fusions<Cfg, L, T>::template G, L<scales ? silo_kind::grows : silo_kind::same>;
   using type = std::tuple<group, group, silo>;
 };
 
@@ -303,9 +310,9 @@ struct chain_of<std::tuple<S...>> {
   using type = Chain<S...>;
 };
 template <class Cfg, Scalar T, std::size_t... L>
-auto backbone_of(std::index_sequence<L...>)
-    -> typename chain_of<decltype(std::tuple_cat(std::declval<std::tuple<Stem<in_channels<Cfg>, T>>>(),
-                                                 std::declval<typename layer_blocks<Cfg, static_cast<int>(L) + 1, T>::type>()...))>::type;
+auto backbone_of(std::index_sequence<L...>) -> typename chain_of<
+    decltype(std::tuple_cat(std::declval<std::tuple<Stem<in_channels<Cfg>, T>>>(),
+                            std::declval<typename layer_blocks<Cfg, static_cast<int>(L) + 1, T>::type>()...))>::type;
 
 /// The whole reversible backbone: rev_stack.0 .. rev_stack.<3L> (§6).
 template <class Cfg, Scalar T>
@@ -322,7 +329,8 @@ class Neck {
  public:
   using pyramid = Tensors<T, 4>;
   struct cache {
-    std::tuple<typename block<0>::cache, typename block<1>::cache, typename block<2>::cache, typename block<3>::cache> c;
+    std::tuple<typename block<0>::cache, typename block<1>::cache, typename block<2>::cache, typename block<3>::cache>
+        c;
   };
 
   pyramid forward(const pyramid& x, context& ctx) {
@@ -355,7 +363,8 @@ class Neck {
   void each(F&& f) {
     [&]<std::size_t... S>(std::index_sequence<S...>) {
       (f(std::get<S>(blocks_), std::integral_constant<std::size_t, S>{}), ...);
-    }(std::make_index_sequence<4>{});
+    }
+    (std::make_index_sequence<4>{});
   }
   blocks blocks_;
 };
@@ -365,10 +374,10 @@ class Neck {
 template <class Cfg, Scalar T>
 class Head {
   template <int I>
-  using pyramid_head = nn::MBConv<Cfg::h[I], Cfg::h[I + 1],
-                                  nn::mbconv_opts{.expand = head_expand[I], .kernel = head_kernel, .stride = 2,
-                                                  .se_ratio = head_se[I]},
-                                  T>;
+  using pyramid_head =
+      nn::MBConv<Cfg::h[I], Cfg::h[I + 1],
+                 nn::mbconv_opts{.expand = head_expand[I], .kernel = head_kernel, .stride = 2, .se_ratio = head_se[I]},
+                 T>;
   using final_type = nn::detail::conv_bn_act<Cfg::h[3], Cfg::fc, nn::conv_opts{.kernel = 1}, true, T, cpu>;
   using fc_type = nn::Linear<Cfg::fc, classes<Cfg>, true, T>;
 
@@ -432,7 +441,8 @@ class Head {
   void each(F&& f) {
     [&]<std::size_t... I>(std::index_sequence<I...>) {
       (f(std::get<I>(heads_), std::integral_constant<std::size_t, I>{}), ...);
-    }(std::make_index_sequence<3>{});
+    }
+    (std::make_index_sequence<3>{});
   }
 
   std::tuple<pyramid_head<0>, pyramid_head<1>, pyramid_head<2>> heads_;
@@ -555,7 +565,8 @@ class RevBiFPN {
       tensor_type x = tensor_type::uninitialized({B, stem_channels, image.size(2), image.size(3)});
       for (index_t n = 0; n < B; ++n)
         for (int k = 0; k < stem_channels; ++k)
-          std::copy_n(image.data() + (n * image_channels + k % image_channels) * HW, HW, x.data() + (n * stem_channels + k) * HW);
+          std::copy_n(image.data() + (n * image_channels + k % image_channels) * HW, HW,
+                      x.data() + (n * stem_channels + k) * HW);
       return x;
     }
   }

@@ -85,10 +85,10 @@ using Conv = nn::Conv2d<In, Out, nn::conv_opts{.kernel = K, .stride = S}, T>;
 template <int In, int Out, int S, bool Preact, Scalar T>
 struct basic_fn {
   using body = nn::Sequential<Conv<In, Out, 3, S, T>, BN<Out, T>, nn::ReLU<T>, Conv<Out, Out, 3, 1, T>>;
-  using type = std::conditional_t<Preact,
-                                  nn::Sequential<BN<In, T>, nn::ReLU<T>, Conv<In, Out, 3, S, T>, BN<Out, T>, nn::ReLU<T>,
-                                                 Conv<Out, Out, 3, 1, T>>,
-                                  body>;
+  using type = std::conditional_t<
+      Preact,
+      nn::Sequential<BN<In, T>, nn::ReLU<T>, Conv<In, Out, 3, S, T>, BN<Out, T>, nn::ReLU<T>, Conv<Out, Out, 3, 1, T>>,
+      body>;
 };
 template <int In, int Out, int S, bool Preact, Scalar T>
 struct bottleneck_fn {
@@ -107,7 +107,8 @@ using residual = typename std::conditional_t<K == block::basic, basic_fn<In, Out
 
 /// The reversible unit of a stage with C channels: Additive over the channel halves.
 template <block K, int C, Scalar T>
-using Unit = Additive<residual<K, C / 2, C / 2, 1, true, T>, residual<K, C / 2, C / 2, 1, true, T>, additive_layout::halves>;
+using Unit =
+    Additive<residual<K, C / 2, C / 2, 1, true, T>, residual<K, C / 2, C / 2, 1, true, T>, additive_layout::halves>;
 
 /// The first unit of a stage (§2.2), In -> Out channels at stride S, not invertible:
 ///   y1 = sc(x1) + F(x2),  y2 = sc(x2) + G(y1).
@@ -172,12 +173,14 @@ class Transition : public layer_types<T, cpu> {
 
  private:
   tensor_type run(const tensor_type& x, context& ctx, cache& c, bool keep) {
-    check<shape_error>(x.rank() == 4 && x.size(1) == In, name(), ": input has extents ", x.shape(), ", expected [N, ", In,
-                       ", H, W]");
+    check<shape_error>(x.rank() == 4 && x.size(1) == In, name(), ": input has extents ", x.shape(), ", expected [N, ",
+                       In, ", H, W]");
     auto xs = ops::split_channels(x, {a, a});
     c.half_shape = xs[0].shape();
-    const tensor_type y1 = ops::add(shortcut(c, 0, xs[0], ctx, keep), keep ? f_.forward(xs[1], ctx, c.f) : f_.forward(xs[1], ctx));
-    const tensor_type y2 = ops::add(shortcut(c, 1, xs[1], ctx, keep), keep ? g_.forward(y1, ctx, c.g) : g_.forward(y1, ctx));
+    const tensor_type y1 =
+        ops::add(shortcut(c, 0, xs[0], ctx, keep), keep ? f_.forward(xs[1], ctx, c.f) : f_.forward(xs[1], ctx));
+    const tensor_type y2 =
+        ops::add(shortcut(c, 1, xs[1], ctx, keep), keep ? g_.forward(y1, ctx, c.g) : g_.forward(y1, ctx));
     return ops::concat_channels({y1, y2});
   }
 
@@ -212,22 +215,25 @@ template <int C, Scalar T>
 using Stem = nn::Sequential<Conv<3, C, 3, 1, T>, BN<C, T>, nn::ReLU<T>>;
 /// Head: BN -> ReLU -> global average pooling -> fully connected.
 template <int C, int Classes, Scalar T>
-using Head = nn::Sequential<BN<C, T>, nn::ReLU<T>, nn::GlobalAvgPool<T>, nn::Flatten<T>, nn::Linear<C, Classes, true, T>>;
+using Head =
+    nn::Sequential<BN<C, T>, nn::ReLU<T>, nn::GlobalAvgPool<T>, nn::Flatten<T>, nn::Linear<C, Classes, true, T>>;
 
 template <class Cfg, int S>
 inline constexpr int stage_in = S == 0 ? Cfg::stem : Cfg::c[S - 1];
 
 template <class Cfg, Scalar T>
-using Network =
-    Chain<Stem<Cfg::stem, T>,  //
-          Transition<Cfg::kind, stage_in<Cfg, 0>, Cfg::c[0], Cfg::stride[0], false, T>, Repeat<Cfg::units - 1, Unit<Cfg::kind, Cfg::c[0], T>>,
-          Transition<Cfg::kind, stage_in<Cfg, 1>, Cfg::c[1], Cfg::stride[1], true, T>, Repeat<Cfg::units - 1, Unit<Cfg::kind, Cfg::c[1], T>>,
-          Transition<Cfg::kind, stage_in<Cfg, 2>, Cfg::c[2], Cfg::stride[2], true, T>, Repeat<Cfg::units - 1, Unit<Cfg::kind, Cfg::c[2], T>>,
-          Head<Cfg::c[2], Cfg::classes, T>>;
+using Network = Chain<Stem<Cfg::stem, T>,  //
+                      Transition<Cfg::kind, stage_in<Cfg, 0>, Cfg::c[0], Cfg::stride[0], false, T>,
+                      Repeat<Cfg::units - 1, Unit<Cfg::kind, Cfg::c[0], T>>,
+                      Transition<Cfg::kind, stage_in<Cfg, 1>, Cfg::c[1], Cfg::stride[1], true, T>,
+                      Repeat<Cfg::units - 1, Unit<Cfg::kind, Cfg::c[1], T>>,
+                      Transition<Cfg::kind, stage_in<Cfg, 2>, Cfg::c[2], Cfg::stride[2], true, T>,
+                      Repeat<Cfg::units - 1, Unit<Cfg::kind, Cfg::c[2], T>>, Head<Cfg::c[2], Cfg::classes, T>>;
 
 /// The block names of Network, in order.
-inline const std::array<std::string, 8> part_names{"init",   "stage1.transition", "stage1.units", "stage2.transition",
-                                                   "stage2.units", "stage3.transition", "stage3.units", "head"};
+inline const std::array<std::string, 8> part_names{
+    "init",         "stage1.transition", "stage1.units", "stage2.transition",
+    "stage2.units", "stage3.transition", "stage3.units", "head"};
 
 }  // namespace revnet
 
@@ -257,7 +263,8 @@ class RevNet {
   explicit RevNet(Generator& g = default_generator()) {
     for_each_parameter([&](const std::string&, Param<T>& p) {
       const Shape& s = p.shape();
-      if (s.rank() == 4) nn::init::trunc_normal(p.value, 0.0, std::sqrt(2.0 / static_cast<double>(s[0] * s[2] * s[3])), g);
+      if (s.rank() == 4)
+        nn::init::trunc_normal(p.value, 0.0, std::sqrt(2.0 / static_cast<double>(s[0] * s[2] * s[3])), g);
       if (s.rank() == 2) {
         const double bound = std::sqrt(3.0 / static_cast<double>(s[1]));
         nn::init::uniform(p.value, -bound, bound, g);
@@ -289,7 +296,8 @@ class RevNet {
 
   template <class V>
   void for_each_parameter(V&& v, const std::string& prefix = "") {
-    each_part([&](auto& part, const std::string& part_name) { part.for_each_parameter(v, join_name(prefix, part_name)); });
+    each_part(
+        [&](auto& part, const std::string& part_name) { part.for_each_parameter(v, join_name(prefix, part_name)); });
   }
   template <class V>
   void for_each_buffer(V&& v, const std::string& prefix = "") {
@@ -309,14 +317,14 @@ class RevNet {
   void check_input(const tensor_type& x) const {
     check<shape_error>(x.rank() == 4 && x.size(1) == image_channels, name(), ": image has extents ", x.shape(),
                        ", expected [B, 3, H, W]");
-    check<shape_error>(x.size(2) > 0 && x.size(3) > 0 && x.size(2) % size_multiple == 0 && x.size(3) % size_multiple == 0,
-                       name(), ": image has extents ", x.shape(), ", H and W must be positive multiples of ", size_multiple);
+    check<shape_error>(
+        x.size(2) > 0 && x.size(3) > 0 && x.size(2) % size_multiple == 0 && x.size(3) % size_multiple == 0, name(),
+        ": image has extents ", x.shape(), ", H and W must be positive multiples of ", size_multiple);
   }
   template <class F>
   void each_part(F&& f) {
-    [&]<std::size_t... I>(std::index_sequence<I...>) {
-      (f(net_.template get<I>(), revnet::part_names[I]), ...);
-    }(std::make_index_sequence<8>{});
+    [&]<std::size_t... I>(std::index_sequence<I...>) { (f(net_.template get<I>(), revnet::part_names[I]), ...); }
+    (std::make_index_sequence<8>{});
   }
 
   network_type net_;

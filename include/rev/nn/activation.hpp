@@ -23,11 +23,17 @@ class Activation : public layer_types<T, B>, public no_parameters {
   tensor_type backward(cache& c, const tensor_type& dy) { return ops::activation_backward<A>(c.x, dy); }
 };
 
-template <Scalar T = float, class B = cpu> using ReLU = Activation<ops::act::relu, T, B>;
-template <Scalar T = float, class B = cpu> using HardSwish = Activation<ops::act::hardswish, T, B>;
-template <Scalar T = float, class B = cpu> using HardSigmoid = Activation<ops::act::hardsigmoid, T, B>;
-template <Scalar T = float, class B = cpu> using GELU = Activation<ops::act::gelu, T, B>;
-template <Scalar T = float, class B = cpu> using Sigmoid = Activation<ops::act::sigmoid, T, B>;
-template <Scalar T = float, class B = cpu> using SiLU = Activation<ops::act::silu, T, B>;
+template <Scalar T = float, class B = cpu>
+using ReLU = Activation<ops::act::relu, T, B>;
+template <Scalar T = float, class B = cpu>
+using HardSwish = Activation<ops::act::hardswish, T, B>;
+template <Scalar T = float, class B = cpu>
+using HardSigmoid = Activation<ops::act::hardsigmoid, T, B>;
+template <Scalar T = float, class B = cpu>
+using GELU = Activation<ops::act::gelu, T, B>;
+template <Scalar T = float, class B = cpu>
+using Sigmoid = Activation<ops::act::sigmoid, T, B>;
+template <Scalar T = float, class B = cpu>
+using SiLU = Activation<ops::act::silu, T, B>;
 
 }  // namespace rev::nn

@@ -57,7 +57,8 @@ class MultiHeadAttention : public layer_types<T, B> {
 
   /// Returns dL/dx and adds the gradients of qkv and proj to their parameters.
   tensor_type backward(cache& c, const tensor_type& dy) {
-    const tensor_type d_attended = ops::linear_backward(c.attended, proj_weight.value, dy, &proj_weight.grad, &proj_bias.grad);
+    const tensor_type d_attended =
+        ops::linear_backward(c.attended, proj_weight.value, dy, &proj_weight.grad, &proj_bias.grad);
     const auto g = ops::multi_head_attention_backward(c.q, c.k, c.v, Heads, c.attention, d_attended);
     const index_t B_ = c.x.size(0), N = c.x.size(1);
     const std::array<tensor_type, 3> parts = {g.dq.reshape({B_ * N, Dim}), g.dk.reshape({B_ * N, Dim}),
@@ -78,14 +79,15 @@ class MultiHeadAttention : public layer_types<T, B> {
 
  private:
   tensor_type run(const tensor_type& x, context&, cache& c, bool keep) {
-    check<shape_error>(x.rank() == 3 && x.size(2) == Dim, name(), ": input has extents ", x.shape(), ", expected [B, N, ",
-                       Dim, "]");
+    check<shape_error>(x.rank() == 3 && x.size(2) == Dim, name(), ": input has extents ", x.shape(),
+                       ", expected [B, N, ", Dim, "]");
     const index_t B_ = x.size(0), N = x.size(1);
     // qkv [B*N, 3*Dim] split along its columns into q, k, v [B, N, Dim].
     const tensor_type qkv = ops::linear(x, qkv_weight.value, &qkv_bias.value).reshape({B_ * N, 3 * Dim});
     auto parts = ops::split_channels(qkv, {Dim, Dim, Dim});
     for (auto& p : parts) p = p.reshape({B_, N, Dim});
-    tensor_type attended = ops::multi_head_attention(parts[0], parts[1], parts[2], Heads, keep ? &c.attention : nullptr);
+    tensor_type attended =
+        ops::multi_head_attention(parts[0], parts[1], parts[2], Heads, keep ? &c.attention : nullptr);
     tensor_type y = ops::linear(attended, proj_weight.value, &proj_bias.value);
     if (keep) {
       c.x = x;

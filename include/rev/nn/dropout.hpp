@@ -60,7 +60,9 @@ class drop_layer : public layer_types<T, B>, public no_parameters {
     return Op::forward(x, p_, state_);
   }
 
-  tensor_type backward(cache& c, const tensor_type& dy) { return c.active ? Op::backward(dy, p_, c.state) : dy.clone(); }
+  tensor_type backward(cache& c, const tensor_type& dy) {
+    return c.active ? Op::backward(dy, p_, c.state) : dy.clone();
+  }
 
  private:
   double p_;
@@ -72,23 +74,35 @@ class drop_layer : public layer_types<T, B>, public no_parameters {
 
 struct dropout_op {
   template <class T>
-  static Tensor<T> forward(const Tensor<T>& x, double p, const rng_state& s) { return ops::dropout(x, p, s); }
+  static Tensor<T> forward(const Tensor<T>& x, double p, const rng_state& s) {
+    return ops::dropout(x, p, s);
+  }
   template <class T>
-  static Tensor<T> backward(const Tensor<T>& dy, double p, const rng_state& s) { return ops::dropout_backward(dy, p, s); }
+  static Tensor<T> backward(const Tensor<T>& dy, double p, const rng_state& s) {
+    return ops::dropout_backward(dy, p, s);
+  }
 };
 struct drop_path_op {
   template <class T>
-  static Tensor<T> forward(const Tensor<T>& x, double p, const rng_state& s) { return ops::drop_path(x, p, s); }
+  static Tensor<T> forward(const Tensor<T>& x, double p, const rng_state& s) {
+    return ops::drop_path(x, p, s);
+  }
   template <class T>
-  static Tensor<T> backward(const Tensor<T>& dy, double p, const rng_state& s) { return ops::drop_path_backward(dy, p, s); }
+  static Tensor<T> backward(const Tensor<T>& dy, double p, const rng_state& s) {
+    return ops::drop_path_backward(dy, p, s);
+  }
 };
 struct element_count {
   template <class T>
-  std::uint64_t operator()(const T& x) const { return static_cast<std::uint64_t>(x.numel()); }
+  std::uint64_t operator()(const T& x) const {
+    return static_cast<std::uint64_t>(x.numel());
+  }
 };
 struct sample_count {
   template <class T>
-  std::uint64_t operator()(const T& x) const { return x.rank() >= 1 ? static_cast<std::uint64_t>(x.size(0)) : 0; }
+  std::uint64_t operator()(const T& x) const {
+    return x.rank() >= 1 ? static_cast<std::uint64_t>(x.size(0)) : 0;
+  }
 };
 
 }  // namespace detail
@@ -97,7 +111,8 @@ struct sample_count {
 template <Scalar T = float, class B = cpu>
 class Dropout : public detail::drop_layer<T, B, detail::dropout_op, detail::element_count> {
  public:
-  explicit Dropout(double p) : detail::drop_layer<T, B, detail::dropout_op, detail::element_count>(p, "rev::nn::Dropout") {}
+  explicit Dropout(double p)
+      : detail::drop_layer<T, B, detail::dropout_op, detail::element_count>(p, "rev::nn::Dropout") {}
 };
 
 /// Drop-path (stochastic depth): each sample (index along dim 0) is zeroed with probability p,

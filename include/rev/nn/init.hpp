@@ -16,7 +16,8 @@ namespace rev::nn::init {
 template <Scalar T>
 void uniform(Tensor<T>& t, double lo, double hi, Generator& g = default_generator()) {
   const rng_state s = g.draw(static_cast<std::uint64_t>(t.numel()));
-  for (index_t i = 0; i < t.numel(); ++i) t.data()[i] = static_cast<T>(lo + (hi - lo) * philox::uniform(s, static_cast<std::uint64_t>(i)));
+  for (index_t i = 0; i < t.numel(); ++i)
+    t.data()[i] = static_cast<T>(lo + (hi - lo) * philox::uniform(s, static_cast<std::uint64_t>(i)));
 }
 
 /// Normal with the given mean and standard deviation (Box-Muller on pairs of uniforms).

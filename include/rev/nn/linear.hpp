@@ -40,8 +40,8 @@ class Linear : public layer_types<T, B> {
 
   /// x [..., In] -> [..., Out]
   tensor_type forward(const tensor_type& x, context&) {
-    check<shape_error>(x.rank() >= 1 && x.size(-1) == In, name(), ": input has extents ", x.shape(), ", expected [..., ",
-                       In, "]");
+    check<shape_error>(x.rank() >= 1 && x.size(-1) == In, name(), ": input has extents ", x.shape(),
+                       ", expected [..., ", In, "]");
     return ops::linear(x, weight.value, Bias ? &bias.value : nullptr);
   }
   tensor_type forward(const tensor_type& x, context& ctx, cache& c) {

@@ -27,12 +27,12 @@
 namespace rev::nn {
 
 struct mbconv_opts {
-  double expand = 1;       // Mid = int(In * expand)
-  int kernel = 3;          // depthwise kernel, padding (kernel - 1) / 2
-  int stride = 1;          // depthwise stride
-  double se_ratio = 0;     // Q = max(1, int(In * se_ratio)); 0: no squeeze-excite
-  int se_channels = -1;    // Q given directly (>= 0 overrides se_ratio; 0: no squeeze-excite)
-  double drop_path = 0;    // stochastic depth rate (training only)
+  double expand = 1;     // Mid = int(In * expand)
+  int kernel = 3;        // depthwise kernel, padding (kernel - 1) / 2
+  int stride = 1;        // depthwise stride
+  double se_ratio = 0;   // Q = max(1, int(In * se_ratio)); 0: no squeeze-excite
+  int se_channels = -1;  // Q given directly (>= 0 overrides se_ratio; 0: no squeeze-excite)
+  double drop_path = 0;  // stochastic depth rate (training only)
 };
 
 /// BatchNorm of RevBiFPN: eps 1e-3, momentum 0.1 (§4.1).
@@ -113,11 +113,13 @@ class MBConv : public layer_types<T, B> {
   static constexpr int Mid = mid_channels, Q = se_channels;
 
   using tensor_type = Tensor<T, B>;
-  using exp_type = std::conditional_t<expands, detail::conv_bn_act<In, Mid, conv_opts{.kernel = 1}, true, T, B>,
-                                      detail::absent>;
-  using dw_type = detail::conv_bn_act<Mid, Mid, conv_opts{.kernel = O.kernel, .stride = O.stride, .groups = Mid}, true, T, B>;
-  using se_type = std::conditional_t<(Q > 0), SqueezeExcite<Mid, (Q > 0 ? Q : 1), ops::act::hardswish, ops::act::hardsigmoid, T, B>,
-                                     detail::absent>;
+  using exp_type =
+      std::conditional_t<expands, detail::conv_bn_act<In, Mid, conv_opts{.kernel = 1}, true, T, B>, detail::absent>;
+  using dw_type =
+      detail::conv_bn_act<Mid, Mid, conv_opts{.kernel = O.kernel, .stride = O.stride, .groups = Mid}, true, T, B>;
+  using se_type =
+      std::conditional_t<(Q > 0), SqueezeExcite<Mid, (Q > 0 ? Q : 1), ops::act::hardswish, ops::act::hardsigmoid, T, B>,
+                         detail::absent>;
   using project_type = detail::conv_bn_act<Mid, Out, conv_opts{.kernel = 1}, false, T, B>;
   using drop_type = std::conditional_t<drops, DropPath<T, B>, detail::absent>;
 
@@ -130,8 +132,8 @@ class MBConv : public layer_types<T, B> {
   };
 
   /// Convolution weights Kaiming normal (fan-out), BN weight 1 / bias 0, SE biases 0 (§12).
-  explicit MBConv(Generator& g = default_generator()) : exp_conv(make<exp_type>(g)), dw_conv(g), se(make<se_type>(g)),
-                                                        project_conv(g), drop(make_drop()) {}
+  explicit MBConv(Generator& g = default_generator())
+      : exp_conv(make<exp_type>(g)), dw_conv(g), se(make<se_type>(g)), project_conv(g), drop(make_drop()) {}
 
   tensor_type forward(const tensor_type& x, context& ctx) {
     check_input(x);
@@ -195,9 +197,7 @@ class MBConv : public layer_types<T, B> {
     if constexpr (drops) return drop_type(O.drop_path);
     else return {};
   }
-  static std::string name() {
-    return "rev::nn::MBConv<" + std::to_string(In) + "," + std::to_string(Out) + ">";
-  }
+  static std::string name() { return "rev::nn::MBConv<" + std::to_string(In) + "," + std::to_string(Out) + ">"; }
   static void check_input(const tensor_type& x) {
     check<shape_error>(x.rank() == 4 && x.size(1) == In, name(), ": input has extents ", x.shape(), ", expected [N, ",
                        In, ", H, W]");

@@ -17,7 +17,7 @@ namespace detail {
 template <class... L>
 constexpr int first_channel_mismatch() {
   return first_channel_break<sizeof...(L)>({in_channels_of<L>()...}, {out_channels_of<L>()...},
-                                                {channel_factor_of<L>()...});
+                                           {channel_factor_of<L>()...});
 }
 
 // Channel-agnostic layers keep their channel count, so a sequence's input channels are those of
@@ -63,11 +63,11 @@ class Sequential {
     return run(x, [&](auto& layer, const tensor_type& v, auto) { return layer.forward(v, ctx); });
   }
   tensor_type forward(const tensor_type& x, context& ctx, cache& c) {
-    return run(x, [&](auto& layer, const tensor_type& v, auto i) { return layer.forward(v, ctx, std::get<decltype(i)::value>(c.layers)); });
+    return run(x, [&](auto& layer, const tensor_type& v, auto i) {
+      return layer.forward(v, ctx, std::get<decltype(i)::value>(c.layers));
+    });
   }
-  tensor_type backward(cache& c, const tensor_type& dy) {
-    return backward_from<sizeof...(L) - 1>(c, dy);
-  }
+  tensor_type backward(cache& c, const tensor_type& dy) { return backward_from<sizeof...(L) - 1>(c, dy); }
 
   template <class F>
   void for_each_parameter(F&& f, const std::string& prefix = "") {
@@ -79,7 +79,9 @@ class Sequential {
   }
 
   template <std::size_t I>
-  auto& get() { return std::get<I>(layers_); }
+  auto& get() {
+    return std::get<I>(layers_);
+  }
 
  private:
   template <class Step>
@@ -87,7 +89,8 @@ class Sequential {
     tensor_type v = x;
     [&]<std::size_t... I>(std::index_sequence<I...>) {
       ((v = step(std::get<I>(layers_), v, std::integral_constant<std::size_t, I>{})), ...);
-    }(std::index_sequence_for<L...>{});
+    }
+    (std::index_sequence_for<L...>{});
     return v;
   }
   template <std::size_t I>
@@ -98,7 +101,8 @@ class Sequential {
   }
   template <class F>
   void each(F&& f) {
-    [&]<std::size_t... I>(std::index_sequence<I...>) { (f(std::get<I>(layers_), I), ...); }(std::index_sequence_for<L...>{});
+    [&]<std::size_t... I>(std::index_sequence<I...>) { (f(std::get<I>(layers_), I), ...); }
+    (std::index_sequence_for<L...>{});
   }
 
   std::tuple<L...> layers_;

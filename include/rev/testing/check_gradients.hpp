@@ -10,8 +10,8 @@
 #pragma once
 
 #include <algorithm>
-#include <concepts>
 #include <cmath>
+#include <concepts>
 #include <functional>
 #include <ostream>
 #include <sstream>
@@ -69,7 +69,8 @@ template <Scalar T = double>
 Tensor<T> random_uniform(const Shape& shape, std::uint64_t seed, double lo = -1, double hi = 1) {
   Tensor<T> t = Tensor<T>::uninitialized(shape);
   const rng_state s{seed, 0};
-  for (index_t i = 0; i < t.numel(); ++i) t.data()[i] = static_cast<T>(lo + (hi - lo) * philox::uniform(s, static_cast<std::uint64_t>(i)));
+  for (index_t i = 0; i < t.numel(); ++i)
+    t.data()[i] = static_cast<T>(lo + (hi - lo) * philox::uniform(s, static_cast<std::uint64_t>(i)));
   return t;
 }
 
@@ -117,9 +118,9 @@ inline Tensor<double> numeric_gradient(Tensor<double>& target, const std::functi
 /// Checks a function of several tensors. `forward(inputs)` returns the output;
 /// `backward(inputs, dy)` returns one gradient per input (an empty Tensor skips that input).
 template <class Forward, class Backward>
-  requires std::invocable<Forward&, const std::vector<Tensor<double>>&>
-gradient_report check_gradients(Forward&& forward, Backward&& backward, std::vector<Tensor<double>> inputs,
-                                const gradient_check_options& o = {}) {
+requires std::invocable < Forward&, const std::vector<Tensor<double>>
+& > gradient_report check_gradients(Forward&& forward, Backward&& backward, std::vector<Tensor<double>> inputs,
+                                    const gradient_check_options& o = {}) {
   const Tensor<double> y0 = forward(std::as_const(inputs));
   const Tensor<double> w = random_uniform(y0.shape(), o.seed);
   const std::vector<Tensor<double>> analytic = backward(std::as_const(inputs), w);
@@ -140,8 +141,8 @@ gradient_report check_gradients(Forward&& forward, Backward&& backward, std::vec
 
 /// Checks a layer: the gradient of its input and of every parameter.
 template <class L>
-  requires Layer<L> && std::same_as<typename L::value_type, double>
-gradient_report check_gradients(L& layer, const Tensor<double>& input, const gradient_check_options& o = {}) {
+requires Layer<L> && std::same_as<typename L::value_type, double> gradient_report
+check_gradients(L& layer, const Tensor<double>& input, const gradient_check_options& o = {}) {
   Tensor<double> x = input.clone();
   // Buffers (running statistics, ...) are restored before each evaluation, and the generator
   // replays the same draw, so every evaluation sees the same layer state.

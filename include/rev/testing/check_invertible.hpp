@@ -38,7 +38,8 @@ template <class State>
 difference compare_states(const State& a, const State& b) {
   double err = 0, ref = 0;
   auto visit = [&](const auto& x, const auto& y) {
-    check<shape_error>(x.shape() == y.shape(), "rev::testing: states differ in extents: ", x.shape(), " vs ", y.shape());
+    check<shape_error>(x.shape() == y.shape(), "rev::testing: states differ in extents: ", x.shape(), " vs ",
+                       y.shape());
     for (index_t i = 0; i < x.numel(); ++i) {
       err = std::max(err, std::abs(static_cast<double>(x.data()[i]) - static_cast<double>(y.data()[i])));
       ref = std::max(ref, std::abs(static_cast<double>(y.data()[i])));
@@ -58,8 +59,8 @@ struct invertibility_report {
   }
   friend std::ostream& operator<<(std::ostream& os, const invertibility_report& r) {
     return os << "inverse(forward(x)) - x: max abs " << r.forward_then_inverse.max_abs << ", rel "
-              << r.forward_then_inverse.max_rel << "; forward(inverse(y)) - y: max abs " << r.inverse_then_forward.max_abs
-              << ", rel " << r.inverse_then_forward.max_rel;
+              << r.forward_then_inverse.max_rel << "; forward(inverse(y)) - y: max abs "
+              << r.inverse_then_forward.max_abs << ", rel " << r.inverse_then_forward.max_rel;
   }
   std::string str() const {
     std::ostringstream os;

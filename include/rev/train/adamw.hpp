@@ -37,8 +37,8 @@ class AdamW {
   AdamW(Model& model, adamw_options o, const std::vector<param_group>& groups = {}) : options_(o) {
     check<value_error>(o.lr >= 0 && o.eps >= 0 && o.weight_decay >= 0, "rev::train::AdamW: lr ", o.lr, ", eps ", o.eps,
                        " and weight_decay ", o.weight_decay, " must be non-negative");
-    check<value_error>(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, "rev::train::AdamW: betas (", o.beta1,
-                       ", ", o.beta2, ") must be in [0, 1)");
+    check<value_error>(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, "rev::train::AdamW: betas (",
+                       o.beta1, ", ", o.beta2, ") must be in [0, 1)");
     detail::group_resolver resolve("rev::train::AdamW", groups);
     model.for_each_parameter([&](const std::string& name, Param<T, B>& p) {
       params_.push_back({name, &p, resolve.assign(name, p.shape()), {}, {}, {}});

@@ -43,10 +43,12 @@ class ModelEMA {
                        "rev::train::ModelEMA: decay ", o.decay, " and min_decay ", o.min_decay, " must be in [0, 1]");
     check<value_error>(!o.warmup || (o.warmup_gamma > 0 && o.warmup_power > 0), "rev::train::ModelEMA: warmup_gamma ",
                        o.warmup_gamma, " and warmup_power ", o.warmup_power, " must be positive");
-    model.for_each_parameter(
-        [&](const std::string& name, Param<T, B>& p) { slots_.push_back({name, &p.value, p.value.clone(), false}); });
-    model.for_each_buffer(
-        [&](const std::string& name, Tensor<T, B>& t) { slots_.push_back({name, &t, t.clone(), true}); });
+    model.for_each_parameter([&](const std::string& name, Param<T, B>& p) {
+      slots_.push_back({name, &p.value, p.value.clone(), false});
+    });
+    model.for_each_buffer([&](const std::string& name, Tensor<T, B>& t) {
+      slots_.push_back({name, &t, t.clone(), true});
+    });
   }
 
   /// The decay of the n-th update (n >= 1).

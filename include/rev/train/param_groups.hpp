@@ -20,10 +20,10 @@ namespace rev::train {
 /// A group of parameters: the first group whose `match` accepts a parameter owns it; parameters
 /// no group accepts use the optimiser's options unchanged.
 struct param_group {
-  std::string name{};                                                // names the group in errors
+  std::string name{};  // names the group in errors
   std::function<bool(const std::string& name, const Shape& shape)> match{};
-  double lr_scale = 1;                                               // lr = options.lr * lr_scale
-  std::optional<double> weight_decay{};                              // default: options.weight_decay
+  double lr_scale = 1;                   // lr = options.lr * lr_scale
+  std::optional<double> weight_decay{};  // default: options.weight_decay
 };
 
 /// Matches parameters with one element (Fixup's scalar biases and multipliers).
@@ -36,7 +36,8 @@ inline auto rank_at_most(int r) {
 }
 /// Matches parameters whose name contains `part`.
 inline auto name_contains(std::string part) {
-  return [part = std::move(part)](const std::string& name, const Shape&) { return name.find(part) != std::string::npos; };
+  return
+      [part = std::move(part)](const std::string& name, const Shape&) { return name.find(part) != std::string::npos; };
 }
 
 namespace detail {

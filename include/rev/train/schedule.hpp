@@ -30,8 +30,9 @@ struct cosine_schedule {
   void check() const {
     rev::check<value_error>(base_lr >= 0 && warmup_lr >= 0 && min_lr >= 0, "rev::train::cosine_schedule: base_lr ",
                             base_lr, ", warmup_lr ", warmup_lr, " and min_lr ", min_lr, " must be non-negative");
-    rev::check<value_error>(warmup_steps >= 0 && warmup_steps < total_steps, "rev::train::cosine_schedule: warmup_steps ",
-                            warmup_steps, " must be in [0, total_steps = ", total_steps, ")");
+    rev::check<value_error>(warmup_steps >= 0 && warmup_steps < total_steps,
+                            "rev::train::cosine_schedule: warmup_steps ", warmup_steps,
+                            " must be in [0, total_steps = ", total_steps, ")");
   }
 
   /// The learning rate of step t (t >= 0).

@@ -34,8 +34,9 @@ class SGD {
                        o.momentum, " and weight_decay ", o.weight_decay, " must be non-negative");
     check<value_error>(!o.nesterov || o.momentum > 0, "rev::train::SGD: Nesterov momentum needs momentum > 0");
     detail::group_resolver resolve("rev::train::SGD", groups);
-    model.for_each_parameter(
-        [&](const std::string& name, Param<T, B>& p) { params_.push_back({name, &p, resolve.assign(name, p.shape()), {}}); });
+    model.for_each_parameter([&](const std::string& name, Param<T, B>& p) {
+      params_.push_back({name, &p, resolve.assign(name, p.shape()), {}});
+    });
     resolve.done();
   }
 

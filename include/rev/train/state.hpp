@@ -30,8 +30,8 @@ inline void check_entry(const io::file& f, const std::string& key, const Shape& 
   check<io_error>(f.contains(key), who, ": the checkpoint has no tensor '", key, "' (expected extents ", shape,
                   "); is it a checkpoint of another model?");
   const io::entry& e = f.at(key);
-  check<io_error>(e.shape == shape, who, ": tensor '", key, "' has extents ", e.shape, " in the checkpoint, but ", shape,
-                  " here; is it a checkpoint of another model?");
+  check<io_error>(e.shape == shape, who, ": tensor '", key, "' has extents ", e.shape, " in the checkpoint, but ",
+                  shape, " here; is it a checkpoint of another model?");
   check<io_error>(e.type == io::dtype::F32 || e.type == io::dtype::F64, who, ": tensor '", key, "' has dtype ",
                   io::dtype_name(e.type), ", expected F32 or F64");
 }
@@ -55,7 +55,8 @@ inline void put_u64(io::file& f, const std::string& key, const std::vector<std::
 }
 
 /// Reads the n counters stored by put_u64 under `key`.
-inline std::vector<std::uint64_t> get_u64(const io::file& f, const std::string& key, std::size_t n, const std::string& who) {
+inline std::vector<std::uint64_t> get_u64(const io::file& f, const std::string& key, std::size_t n,
+                                          const std::string& who) {
   check<io_error>(f.contains(key), who, ": the checkpoint has no entry '", key, "' (expected I64 [", n, "])");
   const io::entry& e = f.at(key);
   check<io_error>(e.type == io::dtype::I64 && e.shape == Shape{static_cast<index_t>(n)}, who, ": entry '", key, "' is ",
@@ -76,7 +77,8 @@ inline void check_no_extra_keys(const io::file& f, const std::string& prefix, co
                                 const std::string& who) {
   for (auto it = f.entries.lower_bound(prefix); it != f.entries.end() && it->first.starts_with(prefix); ++it)
     check<io_error>(expected.count(it->first) != 0, who, ": the checkpoint has an unexpected tensor '", it->first,
-                    "' with extents ", it->second.shape, " that nothing here expects; is it a checkpoint of another model?");
+                    "' with extents ", it->second.shape,
+                    " that nothing here expects; is it a checkpoint of another model?");
 }
 
 /// The parameters and buffers of `model`, stored under prefix + their state_dict names.
