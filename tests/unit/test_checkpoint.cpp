@@ -108,7 +108,7 @@ const data::image_set& images() {
   return s;
 }
 
-const data::loader_options loader_opts{.batch_size = 8, .augment = true, .seed = 5};
+const data::loader_options loader_opts{.batch_size = 8, .shift = 2, .flip = true, .seed = 5};
 const train::cosine_schedule schedule{.base_lr = 0.05, .warmup_steps = 3, .total_steps = 12};
 const std::vector<train::param_group> groups{
     {.name = "scalars", .match = train::scalars(), .lr_scale = 0.1, .weight_decay = 0.0}};

@@ -184,7 +184,7 @@ TEST_CASE("Fashion-MNIST loader: shuffling is a seeded permutation, new every ep
 
 TEST_CASE("Fashion-MNIST loader: augmentation shifts the image inside the 32x32 frame and flips it") {
   const data::image_set s = synthetic(400);
-  data::Loader loader(s, {.batch_size = 100, .shuffle = false, .augment = true, .seed = 3});
+  data::Loader loader(s, {.batch_size = 100, .shuffle = false, .shift = 2, .flip = true, .seed = 3});
   std::set<std::pair<int, int>> shifts;
   int flips = 0, n = 0;
   data::batch b;
@@ -199,11 +199,27 @@ TEST_CASE("Fashion-MNIST loader: augmentation shifts the image inside the 32x32 
   CHECK(shifts.size() == 25);  // every placement of 28x28 in 32x32
   CHECK(flips > 150);
   CHECK(flips < 250);
+
+  data::Loader small(s, {.batch_size = 100, .shuffle = false, .shift = 1, .seed = 3});  // no flip
+  shifts.clear();
+  n = 0;
+  while (small.next(b))
+    for (index_t j = 0; j < b.images.size(0); ++j, ++n) {
+      const placement p = find_placement(s.pixels.data() + n * 784, b.images.data() + j * 1024);
+      REQUIRE(p.top >= 0);
+      CHECK_FALSE(p.flip);
+      shifts.insert({p.top, p.left});
+    }
+  CHECK(shifts.size() == 9);  // corners 1..3 x 1..3: at most one pixel from the centre
+  CHECK(shifts.begin()->first == 1);
+  CHECK(shifts.rbegin()->first == 3);
+  CHECK_THROWS_WITH_AS(data::Loader(s, {.shift = 3}), "rev::data::Loader: shift 3 must be in [0, padding = 2]",
+                       value_error);
 }
 
 TEST_CASE("Fashion-MNIST loader: save_state / load_state resume the same batches") {
   const data::image_set s = synthetic(30);
-  const data::loader_options o{.batch_size = 4, .augment = true, .seed = 9};
+  const data::loader_options o{.batch_size = 4, .shift = 2, .flip = true, .seed = 9};
   data::Loader a(s, o);
   data::batch b;
   for (int i = 0; i < 10; ++i) a.next(b);  // into the second epoch
@@ -311,7 +327,7 @@ TEST_CASE("Fashion-MNIST: the real data set (skipped unless dataset-fashion-mnis
   const double n = static_cast<double>(train.pixels.size()), mean = sum / n;
   CHECK(std::abs(mean - data::fashion_mnist_mean) < 1e-9);
   CHECK(std::abs(std::sqrt(sq / n - mean * mean) - data::fashion_mnist_std) < 1e-9);
-  data::Loader loader(train, {.batch_size = 256, .augment = true});
+  data::Loader loader(train, {.batch_size = 256, .shift = 2, .flip = true});
   data::batch b;
   REQUIRE(loader.next(b));
   CHECK(b.images.shape() == Shape{256, 1, 32, 32});

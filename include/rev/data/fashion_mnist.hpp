@@ -4,9 +4,10 @@
 // and batches them into normalised tensors [B, 1, 32, 32].
 //
 // Each image is placed in a zero (black) frame padded by `padding` pixels on every side
-// (28x28 -> 32x32 by default). Without augmentation it sits in the centre; with augmentation
-// its top-left corner is drawn uniformly from {0, ..., 2 * padding}^2 (a random shift, never
-// cutting the image) and it is mirrored left-right with probability 1/2. That is torchvision's
+// (28x28 -> 32x32 by default). Without augmentation it sits in the centre. With `shift` = s > 0
+// it moves by a uniform random offset in {-s, ..., s} down and right (s <= padding: the frame
+// never cuts the image); with `flip` it is mirrored left-right with probability 1/2. shift = 2,
+// flip = true is torchvision's
 //   Pad(2), RandomCrop(32, padding=2), RandomHorizontalFlip()
 // Pixels p in 0..255, the frame included, are then normalised to (p / 255 - mean) / std with the
 // mean 0.28604 and standard deviation 0.35302 of the 47 million training pixels (computed from
@@ -81,7 +82,8 @@ inline image_set load_fashion_mnist(split which, const std::string& dir = fashio
 struct loader_options {
   index_t batch_size = 128;
   bool shuffle = true;
-  bool augment = false;  // random shift inside the padded frame and horizontal flip
+  index_t shift = 0;  // random shift of up to `shift` pixels each way (at most `padding`)
+  bool flip = false;  // random horizontal flip
   bool drop_last = false;
   index_t padding = 2;  // 28x28 -> 32x32
   std::uint64_t seed = 0;
@@ -102,6 +104,8 @@ class Loader {
     constexpr const char* who = "rev::data::Loader";
     check<value_error>(o.batch_size > 0, who, ": batch_size ", o.batch_size, " must be positive");
     check<value_error>(o.padding >= 0, who, ": padding ", o.padding, " must be non-negative");
+    check<value_error>(o.shift >= 0 && o.shift <= o.padding, who, ": shift ", o.shift,
+                       " must be in [0, padding = ", o.padding, "]");
     check<value_error>(o.std > 0, who, ": std ", o.std, " must be positive");
     check<value_error>(data.size > 0 &&
                            data.pixels.size() == static_cast<std::size_t>(data.size * data.rows * data.cols) &&
@@ -129,16 +133,18 @@ class Loader {
     const index_t R = data_->rows, C = data_->cols, pad = options_.padding, H = R + 2 * pad, W = C + 2 * pad;
     b.images = Tensor<float>::full({B, 1, H, W}, table_[0]);
     b.labels.resize(static_cast<std::size_t>(B));
-    const rng_state aug = options_.augment ? gen_.draw(static_cast<std::uint64_t>(3 * B)) : rng_state{};
+    const index_t s = options_.shift;
+    const bool augment = s > 0 || options_.flip;
+    const rng_state aug = augment ? gen_.draw(static_cast<std::uint64_t>(3 * B)) : rng_state{};
     for (index_t k = 0; k < B; ++k) {
       const index_t i = order_[static_cast<std::size_t>(cursor_ + k)];
       index_t top = pad, left = pad;
       bool flip = false;
-      if (options_.augment) {
+      if (augment) {
         const auto u = static_cast<std::uint64_t>(3 * k);
-        top = static_cast<index_t>(philox::bits(aug, u) % static_cast<std::uint32_t>(2 * pad + 1));
-        left = static_cast<index_t>(philox::bits(aug, u + 1) % static_cast<std::uint32_t>(2 * pad + 1));
-        flip = philox::bits(aug, u + 2) >> 31;
+        top = pad - s + static_cast<index_t>(philox::bits(aug, u) % static_cast<std::uint32_t>(2 * s + 1));
+        left = pad - s + static_cast<index_t>(philox::bits(aug, u + 1) % static_cast<std::uint32_t>(2 * s + 1));
+        flip = options_.flip && philox::bits(aug, u + 2) >> 31;
       }
       const std::uint8_t* src = data_->pixels.data() + i * R * C;
       float* dst = b.images.data() + k * H * W;
