@@ -1,5 +1,6 @@
 // rev's flagship example: a small RevBiFPN (the RevBiFPN family with a compile-time
-// configuration sized for Fashion-MNIST's 28x28 images, padded to 32x32) trained in Reversible
+// configuration sized for Fashion-MNIST's 28x28 images, padded to 32x32 and up-sampled to
+// 64x64) trained in Reversible
 // mode (`--stored`: in Stored mode) with AdamW, a cosine schedule with warm-up, label smoothing,
 // a weight EMA, gradient clipping and the NaN guard. Shows a progress bar (plain lines when
 // stdout is not a terminal), writes a CSV log, an SVG plot of the training curves and a final
@@ -30,14 +31,17 @@
 #include <vector>
 
 #include "rev/core/memory.hpp"
+#include "rev/cpu/resample.hpp"
 #include "rev/data/fashion_mnist.hpp"
 #include "rev/models/revbifpn.hpp"
 #include "rev/train.hpp"
 
 using namespace rev;
 
-// The network: four pyramid levels of 16..64 backbone channels (8x8 down to 1x1 on a 32x32
-// image after the 4x4 space-to-depth stem), a 256-wide classifier, 10 classes, 1 image channel.
+// The network: four pyramid levels of 16..64 backbone channels, a 256-wide classifier, 10
+// classes, 1 image channel. The padded 32x32 images are up-sampled 2x (nearest) before the stem:
+// its 4x4 space-to-depth then leaves level 0 at 16x16 (one position per 2x2 pixels) instead of
+// 8x8, which on 2 cores is worth its cost (1 epoch: 88.8 % instead of 86.9 % test accuracy).
 struct FashionNet {
   static constexpr const char* name = "fashion";
   static constexpr std::array<int, 4> c{16, 32, 48, 64}, h{16, 32, 64, 128};
@@ -45,6 +49,7 @@ struct FashionNet {
   static constexpr double head_dropout = 0.1, drop_path = 0;
 };
 using Net = models::RevBiFPN<FashionNet>;
+constexpr int upsample = 2;
 
 namespace {
 
@@ -52,16 +57,17 @@ using clock_type = std::chrono::steady_clock;
 double seconds_since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
 
 struct options {
-  bool stored = false, compare = false, full = false, augment = true;
+  bool stored = false, compare = false, full = false, flip = true;
   int epochs = 1;
+  index_t shift = 1;
   long long steps = 0;  // 0: epochs * batches per epoch; compare mode: 10
-  long long batch = 64;
+  long long batch = 128;
   double lr = 2e-3, weight_decay = 0.05, label_smoothing = 0.1, clip = 1.0, ema_decay = 0.999;
   std::uint64_t seed = 0;
   std::string out = "fashion_mnist_out", resume, data = data::fashion_mnist_dir;
 };
 
-constexpr int full_epochs = 12;
+constexpr int full_epochs = 11;
 
 void usage(std::FILE* f) {
   std::fprintf(f,
@@ -71,10 +77,11 @@ void usage(std::FILE* f) {
                "  --stored          train in Stored mode (keep activations) instead of Reversible\n"
                "  --epochs N        number of epochs (default 1)\n"
                "  --steps N         stop after N steps (default: all steps of the epochs)\n"
-               "  --batch B         batch size (default 64)\n"
+               "  --batch B         batch size (default 128)\n"
                "  --lr X            peak learning rate of AdamW (default 2e-3)\n"
                "  --seed S          seed of the weights, dropout and data order (default 0)\n"
-               "  --no-augment      no random shift / horizontal flip\n"
+               "  --shift N         random shift of up to N pixels each way, 0..2 (default 1)\n"
+               "  --no-flip         no random horizontal flip\n"
                "  --out DIR         where to write train_log.csv, epochs.csv, curves.svg and\n"
                "                    final.safetensors (default fashion_mnist_out)\n"
                "  --resume FILE     continue from a checkpoint (use the flags of the run that wrote it)\n"
@@ -116,10 +123,12 @@ std::optional<options> parse(int argc, char** argv, int& code) {
     } else if (a == "--stored") o.stored = true;
     else if (a == "--compare") o.compare = true;
     else if (a == "--full") o.full = true;
-    else if (a == "--no-augment") o.augment = false;
+    else if (a == "--no-flip") o.flip = false;
     else if (a == "--epochs") {
       if (!number(o.epochs) || o.epochs < 1) return fail("--epochs needs a positive integer");
       epochs_given = true;
+    } else if (a == "--shift") {
+      if (!number(o.shift) || o.shift < 0 || o.shift > 2) return fail("--shift needs an integer in 0..2");
     } else if (a == "--steps") {
       if (!number(o.steps) || o.steps < 1) return fail("--steps needs a positive integer");
     } else if (a == "--batch") {
@@ -168,7 +177,7 @@ struct trainer {
       peak_scope<cpu> scope;
       context ctx{phase::train};
       Net::cache tape{m_};
-      const Tensor<float> logits = net.forward(b.images, ctx, tape);
+      const Tensor<float> logits = net.forward(ops::upsample_nearest(b.images, upsample), ctx, tape);
       r.loss = ops::cross_entropy(logits, b.labels, o_.label_smoothing);
       train::check_finite_loss(r.loss, t);
       r.correct = count_correct(logits, b.labels);
@@ -198,7 +207,7 @@ struct trainer {
     long long correct = 0;
     while (loader.next(b)) {
       context ctx{phase::eval};
-      correct += count_correct(net.forward(b.images, ctx), b.labels);
+      correct += count_correct(net.forward(ops::upsample_nearest(b.images, upsample), ctx), b.labels);
     }
     return 100.0 * static_cast<double>(correct) / static_cast<double>(test.size);
   }
@@ -345,7 +354,8 @@ int run(const options& o) {
   const data::image_set test_set = data::load_fashion_mnist(data::split::test, o.data);
   std::filesystem::create_directories(o.out);
 
-  data::Loader loader(train_set, {.batch_size = o.batch, .augment = o.augment, .drop_last = true, .seed = o.seed});
+  data::Loader loader(train_set,
+                      {.batch_size = o.batch, .shift = o.shift, .flip = o.flip, .drop_last = true, .seed = o.seed});
   const std::int64_t per_epoch = loader.batches_per_epoch();
   const std::int64_t planned = per_epoch * o.epochs,
                      total = o.steps > 0 ? std::min<std::int64_t>(o.steps, planned) : planned;
@@ -466,7 +476,8 @@ int compare(const options& o) {
   for (mode m : {mode::stored, mode::reversible}) {
     const int k = m == mode::stored ? 0 : 1;
     manual_seed(o.seed);  // the same initial weights and dropout masks
-    data::Loader loader(train_set, {.batch_size = o.batch, .augment = o.augment, .drop_last = true, .seed = o.seed});
+    data::Loader loader(train_set,
+                        {.batch_size = o.batch, .shift = o.shift, .flip = o.flip, .drop_last = true, .seed = o.seed});
     trainer tr(o, m, loader.batches_per_epoch() * o.epochs);
     data::batch b;
     const auto t0 = clock_type::now();
