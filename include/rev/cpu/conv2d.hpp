@@ -461,29 +461,14 @@ void lanes_plane(const lanes_layout& l, const T* p, const T* wt, const T* bias, 
   index_t q = 0;
   for (; q + 8 <= n; q += 8) lanes_pixels<8>(l, p, wt, bias, q, z);
   switch (n - q) {
-    case 1:
-      lanes_pixels<1>(l, p, wt, bias, q, z);
-      break;
-    case 2:
-      lanes_pixels<2>(l, p, wt, bias, q, z);
-      break;
-    case 3:
-      lanes_pixels<3>(l, p, wt, bias, q, z);
-      break;
-    case 4:
-      lanes_pixels<4>(l, p, wt, bias, q, z);
-      break;
-    case 5:
-      lanes_pixels<5>(l, p, wt, bias, q, z);
-      break;
-    case 6:
-      lanes_pixels<6>(l, p, wt, bias, q, z);
-      break;
-    case 7:
-      lanes_pixels<7>(l, p, wt, bias, q, z);
-      break;
-    default:
-      break;
+    case 1: lanes_pixels<1>(l, p, wt, bias, q, z); break;
+    case 2: lanes_pixels<2>(l, p, wt, bias, q, z); break;
+    case 3: lanes_pixels<3>(l, p, wt, bias, q, z); break;
+    case 4: lanes_pixels<4>(l, p, wt, bias, q, z); break;
+    case 5: lanes_pixels<5>(l, p, wt, bias, q, z); break;
+    case 6: lanes_pixels<6>(l, p, wt, bias, q, z); break;
+    case 7: lanes_pixels<7>(l, p, wt, bias, q, z); break;
+    default: break;
   }
 }
 
@@ -566,30 +551,14 @@ void depthwise_backward(const conv_geometry& g, const T* x, const T* w, const T*
             const index_t* off = l.off.data() + t;
             T* a = acc + t * lanes;
             switch (nb) {
-              case 1:
-                lanes_weight_grad<1>(l, p, dz, off, a);
-                break;
-              case 2:
-                lanes_weight_grad<2>(l, p, dz, off, a);
-                break;
-              case 3:
-                lanes_weight_grad<3>(l, p, dz, off, a);
-                break;
-              case 4:
-                lanes_weight_grad<4>(l, p, dz, off, a);
-                break;
-              case 5:
-                lanes_weight_grad<5>(l, p, dz, off, a);
-                break;
-              case 6:
-                lanes_weight_grad<6>(l, p, dz, off, a);
-                break;
-              case 7:
-                lanes_weight_grad<7>(l, p, dz, off, a);
-                break;
-              default:
-                lanes_weight_grad<8>(l, p, dz, off, a);
-                break;
+              case 1: lanes_weight_grad<1>(l, p, dz, off, a); break;
+              case 2: lanes_weight_grad<2>(l, p, dz, off, a); break;
+              case 3: lanes_weight_grad<3>(l, p, dz, off, a); break;
+              case 4: lanes_weight_grad<4>(l, p, dz, off, a); break;
+              case 5: lanes_weight_grad<5>(l, p, dz, off, a); break;
+              case 6: lanes_weight_grad<6>(l, p, dz, off, a); break;
+              case 7: lanes_weight_grad<7>(l, p, dz, off, a); break;
+              default: lanes_weight_grad<8>(l, p, dz, off, a); break;
             }
             t += nb;
           }

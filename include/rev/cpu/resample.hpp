@@ -22,17 +22,10 @@ inline constexpr index_t resample_grain = 1 << 14;  // output elements per task
 template <class Fn>
 void dispatch_factor(int factor, Fn&& fn) {
   switch (factor) {
-    case 2:
-      fn(std::integral_constant<int, 2>{});
-      break;
-    case 4:
-      fn(std::integral_constant<int, 4>{});
-      break;
-    case 8:
-      fn(std::integral_constant<int, 8>{});
-      break;
-    default:
-      fn(std::integral_constant<int, 0>{});
+    case 2: fn(std::integral_constant<int, 2>{}); break;
+    case 4: fn(std::integral_constant<int, 4>{}); break;
+    case 8: fn(std::integral_constant<int, 8>{}); break;
+    default: fn(std::integral_constant<int, 0>{});
   }
 }
 

@@ -57,14 +57,9 @@ template <bool ToDepth, Scalar T>
 void s2d_dispatch(std::conditional_t<ToDepth, const T*, T*> map, std::conditional_t<ToDepth, T*, const T*> depth,
                   const Shape& map_shape, int block, s2d_order order) {
   switch (block) {
-    case 2:
-      s2d_permute<2, ToDepth, T>(map, depth, map_shape, block, order);
-      break;
-    case 4:
-      s2d_permute<4, ToDepth, T>(map, depth, map_shape, block, order);
-      break;
-    default:
-      s2d_permute<0, ToDepth, T>(map, depth, map_shape, block, order);
+    case 2: s2d_permute<2, ToDepth, T>(map, depth, map_shape, block, order); break;
+    case 4: s2d_permute<4, ToDepth, T>(map, depth, map_shape, block, order); break;
+    default: s2d_permute<0, ToDepth, T>(map, depth, map_shape, block, order);
   }
 }
 

@@ -28,17 +28,13 @@ enum class dtype { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
 inline std::size_t itemsize(dtype t) {
   switch (t) {
     case dtype::F64:
-    case dtype::I64:
-      return 8;
+    case dtype::I64: return 8;
     case dtype::F32:
-    case dtype::I32:
-      return 4;
+    case dtype::I32: return 4;
     case dtype::F16:
     case dtype::BF16:
-    case dtype::I16:
-      return 2;
-    default:
-      return 1;
+    case dtype::I16: return 2;
+    default: return 1;
   }
 }
 
@@ -121,21 +117,11 @@ class json_reader {
         if (pos_ >= s_.size()) fail("unterminated escape");
         char e = s_[pos_++];
         switch (e) {
-          case 'n':
-            out += '\n';
-            break;
-          case 't':
-            out += '\t';
-            break;
-          case 'r':
-            out += '\r';
-            break;
-          case 'b':
-            out += '\b';
-            break;
-          case 'f':
-            out += '\f';
-            break;
+          case 'n': out += '\n'; break;
+          case 't': out += '\t'; break;
+          case 'r': out += '\r'; break;
+          case 'b': out += '\b'; break;
+          case 'f': out += '\f'; break;
           case 'u': {
             if (pos_ + 4 > s_.size()) fail("short \\u escape");
             unsigned code = static_cast<unsigned>(std::stoul(std::string(s_.substr(pos_, 4)), nullptr, 16));
@@ -152,8 +138,7 @@ class json_reader {
             }
             break;
           }
-          default:
-            out += e;
+          default: out += e;
         }
       } else {
         out += c;
@@ -261,34 +246,16 @@ Tensor<T> entry::to_tensor() const {
   for (index_t i = 0; i < n; ++i) {
     double v = 0;
     switch (type) {
-      case dtype::F64:
-        v = load(double{}, i);
-        break;
-      case dtype::F32:
-        v = load(float{}, i);
-        break;
-      case dtype::F16:
-        v = detail::half_to_float(load(std::uint16_t{}, i));
-        break;
-      case dtype::BF16:
-        v = detail::bf16_to_float(load(std::uint16_t{}, i));
-        break;
-      case dtype::I64:
-        v = static_cast<double>(load(std::int64_t{}, i));
-        break;
-      case dtype::I32:
-        v = load(std::int32_t{}, i);
-        break;
-      case dtype::I16:
-        v = load(std::int16_t{}, i);
-        break;
-      case dtype::I8:
-        v = load(std::int8_t{}, i);
-        break;
+      case dtype::F64: v = load(double{}, i); break;
+      case dtype::F32: v = load(float{}, i); break;
+      case dtype::F16: v = detail::half_to_float(load(std::uint16_t{}, i)); break;
+      case dtype::BF16: v = detail::bf16_to_float(load(std::uint16_t{}, i)); break;
+      case dtype::I64: v = static_cast<double>(load(std::int64_t{}, i)); break;
+      case dtype::I32: v = load(std::int32_t{}, i); break;
+      case dtype::I16: v = load(std::int16_t{}, i); break;
+      case dtype::I8: v = load(std::int8_t{}, i); break;
       case dtype::U8:
-      case dtype::BOOL:
-        v = load(std::uint8_t{}, i);
-        break;
+      case dtype::BOOL: v = load(std::uint8_t{}, i); break;
     }
     t.data()[i] = static_cast<T>(v);
   }

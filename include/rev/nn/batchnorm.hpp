@@ -107,8 +107,7 @@ class BatchNorm2d : public layer_types<T, B> {
         stats = kept_;
         batch = true;
         return ops::batch_norm_apply(x, weight.value, bias.value, kept_);
-      case phase::eval:
-        break;
+      case phase::eval: break;
     }
     stats = running_statistics();
     batch = false;

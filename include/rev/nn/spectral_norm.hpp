@@ -250,8 +250,7 @@ class SNConv2d : public layer_types<T, B> {
           return kept_;
         }
         break;
-      case phase::eval:
-        break;
+      case phase::eval: break;
     }
     if (v_.empty()) prepare(x.size(2), x.size(3), g);
     return measure(ops::conv2d(v_, weight.value, nullptr, params), /*own_weight=*/false);
