@@ -1,10 +1,11 @@
 // Smoke test of an installed rev package: a two-block reversible network (additive couplings of
 // 3x3 convolutions) must reconstruct its input from its output.
-#include <cmath>
 #include <cstdio>
 
 #include <rev/nn/conv2d.hpp>
 #include <rev/silo.hpp>
+#include <rev/testing/check_gradients.hpp>
+#include <rev/testing/check_invertible.hpp>
 
 int main() {
   using F = rev::nn::Conv2d<4, 4, {.kernel = 3}>;  // maps one half of the channels to the other
@@ -13,11 +14,8 @@ int main() {
   rev::context ctx{rev::phase::eval};
   const rev::Tensor<float> y = net.forward(x, ctx);
   const rev::Tensor<float> x_back = net.inverse(y, ctx);
-  double max_error = 0, max_change = 0;
-  for (rev::index_t i = 0; i < x.numel(); ++i) {
-    max_error = std::fmax(max_error, std::fabs(double(x_back.data()[i]) - double(x.data()[i])));
-    max_change = std::fmax(max_change, std::fabs(double(y.data()[i]) - double(x.data()[i])));
-  }
+  const double max_error = rev::testing::compare_states(x_back, x).max_abs;
+  const double max_change = rev::testing::compare_states(y, x).max_abs;
   const bool ok = max_error <= 1e-4 && max_change > 1e-3;  // reconstructs, and is not the identity
 #ifdef REV_WITH_CUDA
   std::printf("rev test_package: REV_WITH_CUDA=%d (the CUDA libraries are linked, not called)\n", REV_WITH_CUDA);

@@ -5,9 +5,8 @@
 #include <rev/nn/conv2d.hpp>
 #include <rev/nn/init.hpp>
 #include <rev/silo.hpp>
+#include <rev/testing/check_invertible.hpp>
 
-#include <algorithm>
-#include <cmath>
 #include <cstdio>
 
 int main() {
@@ -23,15 +22,9 @@ int main() {
   auto y = net.forward(x, ctx);
   auto back = net.inverse(y, ctx);
 
-  if (back.shape() != x.shape()) {
-    std::puts("rev_consumer: the inverse has the wrong shape");
-    return 1;
-  }
-  float err = 0, change = 0;
-  for (rev::index_t i = 0; i < x.numel(); ++i) {
-    err = std::max(err, std::abs(back.data()[i] - x.data()[i]));
-    change = std::max(change, std::abs(y.data()[i] - x.data()[i]));
-  }
+  // max |back - x| (a shape mismatch throws rev::shape_error) and how far forward moved x
+  const double err = rev::testing::compare_states(back, x).max_abs;
+  const double change = rev::testing::compare_states(y, x).max_abs;
   std::printf("rev_consumer: max |inverse(forward(x)) - x| = %g (forward moved x by up to %g)\n", err, change);
-  return err <= 1e-4f && change > 0 ? 0 : 1;
+  return err <= 1e-4 && change > 0 ? 0 : 1;
 }
