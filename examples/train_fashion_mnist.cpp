@@ -536,9 +536,10 @@ int compare(const options& o) {
               peaks[1] / MB, static_cast<double>(peaks[1]) / static_cast<double>(std::max<std::size_t>(1, peaks[0])));
   std::printf("time per step: Stored %.3f s, Reversible %.3f s\n", seconds[0] / static_cast<double>(o.steps),
               seconds[1] / static_cast<double>(o.steps));
-  std::printf("largest loss difference over %lld steps: Reversible vs Stored %.3e, Stored on %d vs %d threads "
-              "%.3e; at worst %.2f of the tolerance -> %s\n",
-              o.steps, worst, threads, threads == 1 ? 2 : 1, worst_floor, worst_ratio, agree ? "agree" : "DISAGREE");
+  std::printf(
+      "largest loss difference over %lld steps: Reversible vs Stored %.3e, Stored on %d vs %d threads "
+      "%.3e; at worst %.2f of the tolerance -> %s\n",
+      o.steps, worst, threads, threads == 1 ? 2 : 1, worst_floor, worst_ratio, agree ? "agree" : "DISAGREE");
   std::printf("wrote %s/compare.csv and %s/compare.svg\n", o.out.c_str(), o.out.c_str());
   return agree ? 0 : 1;
 }
