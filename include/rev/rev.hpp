@@ -10,6 +10,7 @@
 #include "rev/core/rng.hpp"
 #include "rev/core/tensor.hpp"
 #include "rev/core/traits.hpp"
+#include "rev/core/transfer.hpp"
 
 #include "rev/cpu/activation.hpp"
 #include "rev/cpu/attention.hpp"

@@ -30,6 +30,17 @@ struct allocator {
                 "compiled as CUDA (nvcc); CPU-only programs use rev::cpu");
 };
 
+/// The op set of a backend other than rev::cpu: a class whose static member functions are the
+/// ops of rev::ops under the same names (rev/cuda/kernels.hpp defines it for rev::cuda). The
+/// CPU ops are plain overloads; rev::ops forwards a non-CPU tensor to kernels<B> (see
+/// rev/core/dispatch.hpp), which is looked up when a layer template is instantiated.
+template <class B>
+struct kernels {
+  static_assert(detail::dependent_false<B>,
+                "rev::cuda: the CUDA backend needs <rev/cuda.hpp>, included from a translation unit "
+                "compiled as CUDA (nvcc); CPU-only programs use rev::cpu");
+};
+
 template <>
 struct allocator<cpu> {
   static constexpr std::size_t alignment = 64;  // one cache line; enough for AVX-512 loads

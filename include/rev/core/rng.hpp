@@ -5,8 +5,10 @@
 // state, not the mask it produced, and replays the identical draw in backward.
 #pragma once
 
-#include <array>
+#include <cstddef>
 #include <cstdint>
+
+#include "rev/core/host_device.hpp"
 
 namespace rev {
 
@@ -19,7 +21,14 @@ struct rng_state {
 
 namespace philox {
 
-inline std::array<std::uint32_t, 4> block(std::uint64_t seed, std::uint64_t counter) {
+/// The four 32-bit numbers of one Philox block (a plain array: std::array's operator[] is not
+/// callable in CUDA device code).
+struct numbers4 {
+  std::uint32_t v[4];
+  REV_HOST_DEVICE std::uint32_t operator[](std::size_t i) const { return v[i]; }
+};
+
+REV_HOST_DEVICE inline numbers4 block(std::uint64_t seed, std::uint64_t counter) {
   constexpr std::uint32_t m0 = 0xD2511F53u, m1 = 0xCD9E8D57u;
   constexpr std::uint32_t w0 = 0x9E3779B9u, w1 = 0xBB67AE85u;
   std::uint32_t c0 = static_cast<std::uint32_t>(counter), c1 = static_cast<std::uint32_t>(counter >> 32);
@@ -36,17 +45,19 @@ inline std::array<std::uint32_t, 4> block(std::uint64_t seed, std::uint64_t coun
     k0 += w0;
     k1 += w1;
   }
-  return {c0, c1, c2, c3};
+  return {{c0, c1, c2, c3}};
 }
 
 /// The 32 random bits number i of the stream starting at s.
-inline std::uint32_t bits(const rng_state& s, std::uint64_t i) {
+REV_HOST_DEVICE inline std::uint32_t bits(const rng_state& s, std::uint64_t i) {
   const std::uint64_t n = s.offset + i;
   return block(s.seed, n >> 2)[n & 3];
 }
 
 /// Uniform in [0, 1) with 24 bits of resolution (exactly representable in float and double).
-inline double uniform(const rng_state& s, std::uint64_t i) { return (bits(s, i) >> 8) * (1.0 / 16777216.0); }
+REV_HOST_DEVICE inline double uniform(const rng_state& s, std::uint64_t i) {
+  return (bits(s, i) >> 8) * (1.0 / 16777216.0);
+}
 
 }  // namespace philox
 

@@ -59,7 +59,8 @@ struct TensorView {
   index_t size(int i) const { return shape[i]; }
   T* begin() const { return data; }
   T* end() const { return data + numel(); }
-  operator TensorView<const T>() const { return {data, shape}; }
+  template <class U = T>
+  requires(!std::is_const_v<U>) operator TensorView<const U>() const { return {data, shape}; }
 };
 
 template <Scalar T, class B = cpu>
@@ -130,12 +131,20 @@ class Tensor {
   const T* begin() const requires std::same_as<B, cpu> { return data_; }
   const T* end() const requires std::same_as<B, cpu> { return data_ + numel(); }
 
-  void fill(T value) requires std::same_as<B, cpu> { std::fill(data_, data_ + numel(), value); }
+  /// Sets every element to `value` (on a device backend: asynchronously, on its current stream).
+  void fill(T value) {
+    if constexpr (std::same_as<B, cpu>) std::fill(data_, data_ + numel(), value);
+    else kernels<B>::fill(data_, numel(), value);
+  }
 
   /// A deep copy with its own buffer.
-  Tensor clone() const requires std::same_as<B, cpu> {
+  Tensor clone() const {
     Tensor t = uninitialized(shape_);
-    if (numel() > 0) std::memcpy(t.data_, data_, bytes());
+    if constexpr (std::same_as<B, cpu>) {
+      if (numel() > 0) std::memcpy(t.data_, data_, bytes());
+    } else {
+      kernels<B>::copy(t.data_, data_, bytes());
+    }
     return t;
   }
 
@@ -179,4 +188,34 @@ void expect_rank(const Tensor<T, B>& x, int rank, const char* who, const char* w
                      "), expected rank ", rank);
 }
 
+/// Copies src into dst of the same extents, within or across backends (waits for a device when
+/// the destination is on the host).
+template <Scalar T, class To, class From>
+void copy_into(Tensor<T, To>& dst, const Tensor<T, From>& src, const char* who = "rev::copy_into") {
+  check<shape_error>(dst.shape() == src.shape(), who, ": destination has extents ", dst.shape(), ", source ",
+                     src.shape());
+  if (src.numel() == 0) return;
+  if constexpr (std::same_as<To, cpu> && std::same_as<From, cpu>) std::memcpy(dst.data(), src.data(), src.bytes());
+  else if constexpr (std::same_as<From, cpu>) kernels<To>::upload(dst.data(), src.data(), src.bytes());
+  else if constexpr (std::same_as<To, cpu>) kernels<From>::download(dst.data(), src.data(), src.bytes());
+  else if constexpr (std::same_as<To, From>) kernels<To>::copy(dst.data(), src.data(), src.bytes());
+  else static_assert(detail::dependent_false<To>, "rev::copy_into: copies between two device backends go via rev::cpu");
+}
+
+/// x on backend To: the same handle when it is there already, else a copy, e.g.
+/// rev::to<rev::cuda>(host_tensor), rev::to<rev::cpu>(device_tensor).
+template <class To, Scalar T, class From>
+Tensor<T, To> to(const Tensor<T, From>& x) {
+  if constexpr (std::same_as<To, From>) {
+    return x;
+  } else {
+    Tensor<T, To> y = Tensor<T, To>::uninitialized(x.shape());
+    copy_into(y, x, "rev::to");
+    return y;
+  }
+}
+
 }  // namespace rev
+
+// The ops of other backends, declared once Tensor is complete.
+#include "rev/core/dispatch.hpp"  // IWYU pragma: export

@@ -150,7 +150,7 @@ class Additive {
     } else {
       const tensor_type parts[] = {Layout == additive_layout::halves ? y1 : y2,
                                    Layout == additive_layout::halves ? y2 : y1};
-      return ops::concat_channels<value_type>(parts);
+      return ops::concat_channels(parts);
     }
   }
 

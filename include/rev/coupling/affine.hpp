@@ -352,7 +352,7 @@ class Affine {
   }
   tensor_type pack(const tensor_type& a1, const tensor_type& a2) const {
     const tensor_type parts[] = {Layout == affine_layout::halves ? a1 : a2, Layout == affine_layout::halves ? a2 : a1};
-    return ops::concat_channels<value_type>(parts);
+    return ops::concat_channels(parts);
   }
   static void check_inner(const tensor_type& raw, const tensor_type& t, const tensor_type& x2) {
     check<shape_error>(raw.shape() == x2.shape(), "rev::Affine<S,T>: S(x1) has extents ", raw.shape(), ", expected ",

@@ -21,16 +21,17 @@ struct additive_merge {
   static constexpr bool needs_inputs = false;   // backward does not read x or f
   static constexpr int transform_channels(int c) { return c; }
 
-  template <class T>
-  static Tensor<T> combine(const Tensor<T>& x, const Tensor<T>& f) {
+  template <class T, class B>
+  static Tensor<T, B> combine(const Tensor<T, B>& x, const Tensor<T, B>& f) {
     return ops::add(x, f);
   }
-  template <class T>
-  static Tensor<T> separate(const Tensor<T>& z, const Tensor<T>& f) {
+  template <class T, class B>
+  static Tensor<T, B> separate(const Tensor<T, B>& z, const Tensor<T, B>& f) {
     return ops::sub(z, f);
   }
-  template <class T>
-  static std::pair<Tensor<T>, Tensor<T>> backward(const Tensor<T>&, const Tensor<T>&, const Tensor<T>& dz) {
+  template <class T, class B>
+  static std::pair<Tensor<T, B>, Tensor<T, B>> backward(const Tensor<T, B>&, const Tensor<T, B>&,
+                                                        const Tensor<T, B>& dz) {
     return {dz, dz};
   }
 };

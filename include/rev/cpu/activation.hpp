@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "rev/core/host_device.hpp"
 #include "rev/cpu/elementwise.hpp"
 
 namespace rev::ops {
@@ -15,25 +16,31 @@ namespace act {
 struct relu {
   static constexpr const char* name = "relu";
   template <class T>
-  static T value(T x) {
+  REV_HOST_DEVICE static T value(T x) {
     return x > T(0) ? x : T(0);
   }
   template <class T>
-  static T derivative(T x) {
+  REV_HOST_DEVICE static T derivative(T x) {
     return x > T(0) ? T(1) : T(0);
   }  // 0 at x = 0, as PyTorch
 };
+
+// min(max(v, 0), 6), NaN passing through as with std::min / std::max (which device code cannot call).
+template <class T>
+REV_HOST_DEVICE T clamp_0_6(T v) {
+  return v < T(0) ? T(0) : (v > T(6) ? T(6) : v);
+}
 
 // hard-swish(x) = x * min(max(x + 3, 0), 6) / 6.
 struct hardswish {
   static constexpr const char* name = "hardswish";
   template <class T>
-  static T value(T x) {
-    return x * std::min(std::max(x + T(3), T(0)), T(6)) / T(6);
+  REV_HOST_DEVICE static T value(T x) {
+    return x * clamp_0_6(x + T(3)) / T(6);
   }
   // PyTorch: 0 for x < -3, x/3 + 1/2 on [-3, 3] (both ends included), 1 for x > 3.
   template <class T>
-  static T derivative(T x) {
+  REV_HOST_DEVICE static T derivative(T x) {
     return x < T(-3) ? T(0) : (x <= T(3) ? x / T(3) + T(0.5) : T(1));
   }
 };
@@ -42,12 +49,12 @@ struct hardswish {
 struct hardsigmoid {
   static constexpr const char* name = "hardsigmoid";
   template <class T>
-  static T value(T x) {
-    return std::min(std::max(x + T(3), T(0)), T(6)) / T(6);
+  REV_HOST_DEVICE static T value(T x) {
+    return clamp_0_6(x + T(3)) / T(6);
   }
   // PyTorch: 1/6 strictly inside (-3, 3), 0 elsewhere (also at +-3).
   template <class T>
-  static T derivative(T x) {
+  REV_HOST_DEVICE static T derivative(T x) {
     return (x > T(-3) && x < T(3)) ? T(1) / T(6) : T(0);
   }
 };
@@ -56,11 +63,11 @@ struct hardsigmoid {
 struct gelu {
   static constexpr const char* name = "gelu";
   template <class T>
-  static T value(T x) {
+  REV_HOST_DEVICE static T value(T x) {
     return T(0.5) * x * (T(1) + std::erf(x * T(std::numbers::sqrt2 / 2)));
   }
   template <class T>
-  static T derivative(T x) {
+  REV_HOST_DEVICE static T derivative(T x) {
     const T cdf = T(0.5) * (T(1) + std::erf(x * T(std::numbers::sqrt2 / 2)));
     const T pdf = std::exp(T(-0.5) * x * x) * T(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
     return cdf + x * pdf;
@@ -70,11 +77,11 @@ struct gelu {
 struct sigmoid {
   static constexpr const char* name = "sigmoid";
   template <class T>
-  static T value(T x) {
+  REV_HOST_DEVICE static T value(T x) {
     return x >= T(0) ? T(1) / (T(1) + std::exp(-x)) : std::exp(x) / (T(1) + std::exp(x));
   }
   template <class T>
-  static T derivative(T x) {
+  REV_HOST_DEVICE static T derivative(T x) {
     const T s = value(x);
     return s * (T(1) - s);
   }
@@ -84,11 +91,11 @@ struct sigmoid {
 struct silu {
   static constexpr const char* name = "silu";
   template <class T>
-  static T value(T x) {
+  REV_HOST_DEVICE static T value(T x) {
     return x * sigmoid::value(x);
   }
   template <class T>
-  static T derivative(T x) {
+  REV_HOST_DEVICE static T derivative(T x) {
     const T s = sigmoid::value(x);
     return s * (T(1) + x * (T(1) - s));
   }

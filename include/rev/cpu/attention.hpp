@@ -20,14 +20,14 @@
 namespace rev::ops {
 
 /// What the backward of multi_head_attention needs besides its inputs.
-template <Scalar T>
+template <Scalar T, class B = cpu>
 struct attention_cache {
-  Tensor<T> probs;  // [B, heads, Nq, Nk]
+  Tensor<T, B> probs;  // [B, heads, Nq, Nk]
 };
 
-template <Scalar T>
+template <Scalar T, class B = cpu>
 struct attention_grads {
-  Tensor<T> dq, dk, dv;
+  Tensor<T, B> dq, dk, dv;
 };
 
 namespace detail {
@@ -46,9 +46,9 @@ struct attention_dims {
   double scale;
 };
 
-template <class T>
-attention_dims attention_check(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, int heads, double scale,
-                               const char* who) {
+template <class T, class Backend>
+attention_dims attention_check(const Tensor<T, Backend>& q, const Tensor<T, Backend>& k, const Tensor<T, Backend>& v,
+                               int heads, double scale, const char* who) {
   check<value_error>(heads >= 1, who, ": heads must be >= 1, got ", heads);
   check<value_error>(std::isfinite(scale), who, ": scale must be finite, got ", scale);
   expect_rank(q, 3, who, "q");

@@ -21,9 +21,9 @@
 namespace rev::ops {
 
 /// Per-channel statistics [C]: mean and invstd = 1 / sqrt(biased variance + eps).
-template <Scalar T>
+template <Scalar T, class B = cpu>
 struct batch_stats {
-  Tensor<T> mean, invstd;
+  Tensor<T, B> mean, invstd;
 };
 
 namespace detail {
@@ -46,24 +46,39 @@ inline bn_layout bn_layout_of(const char* who, const Shape& xs) {
   return {xs[0], xs[1], xs[2] * xs[3]};
 }
 
-template <Scalar T>
-bn_layout bn_check_inputs(const char* who, const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>* bias) {
+// The checks read extents only, so every backend shares them.
+template <Scalar T, class B>
+bn_layout bn_check_inputs(const char* who, const Tensor<T, B>& x, const Tensor<T, B>& weight,
+                          std::type_identity_t<const Tensor<T, B>*> bias) {
   const bn_layout l = bn_layout_of(who, x.shape());
   expect_shape(weight, Shape{l.C}, who, "weight");
   if (bias) expect_shape(*bias, Shape{l.C}, who, "bias");
   return l;
 }
 
-template <Scalar T>
-void bn_check_stats(const char* who, const bn_layout& l, const batch_stats<T>& s) {
+template <Scalar T, class B>
+void bn_check_stats(const char* who, const bn_layout& l, const batch_stats<T, B>& s) {
   expect_shape(s.mean, Shape{l.C}, who, "stats.mean");
   expect_shape(s.invstd, Shape{l.C}, who, "stats.invstd");
 }
 
-template <Scalar T>
-void bn_check_grads(const char* who, const bn_layout& l, const Tensor<T>* dweight, const Tensor<T>* dbias) {
+template <Scalar T, class B>
+void bn_check_grads(const char* who, const bn_layout& l, const Tensor<T, B>* dweight, const Tensor<T, B>* dbias) {
   if (dweight) expect_shape(*dweight, Shape{l.C}, who, "dweight");
   if (dbias) expect_shape(*dbias, Shape{l.C}, who, "dbias");
+}
+
+// The arguments of batch_norm_update_running; returns the channel count C.
+template <Scalar T, class B>
+index_t bn_check_running(const char* who, const Tensor<T, B>& running_mean, const Tensor<T, B>& running_var,
+                         const batch_stats<T, B>& s, index_t n) {
+  const index_t C = s.mean.numel();
+  check<shape_error>(s.mean.rank() == 1, who, ": stats.mean has extents ", s.mean.shape(), ", expected rank 1");
+  expect_shape(s.invstd, Shape{C}, who, "stats.invstd");
+  expect_shape(running_mean, Shape{C}, who, "running_mean");
+  expect_shape(running_var, Shape{C}, who, "running_var");
+  check<value_error>(n > 1, who, ": the unbiased variance needs more than 1 value per channel, got n = ", n);
+  return C;
 }
 
 // y = (x - mean) * scale + bias over channel c, scale = weight * invstd. Train and apply share
@@ -214,12 +229,7 @@ template <Scalar T>
 void batch_norm_update_running(Tensor<T>& running_mean, Tensor<T>& running_var, const batch_stats<T>& stats, double eps,
                                index_t n, double momentum) {
   constexpr const char* who = "rev::ops::batch_norm_update_running";
-  const index_t C = stats.mean.numel();
-  check<shape_error>(stats.mean.rank() == 1, who, ": stats.mean has extents ", stats.mean.shape(), ", expected rank 1");
-  expect_shape(stats.invstd, Shape{C}, who, "stats.invstd");
-  expect_shape(running_mean, Shape{C}, who, "running_mean");
-  expect_shape(running_var, Shape{C}, who, "running_var");
-  check<value_error>(n > 1, who, ": the unbiased variance needs more than 1 value per channel, got n = ", n);
+  const index_t C = detail::bn_check_running(who, running_mean, running_var, stats, n);
   const double bessel = static_cast<double>(n) / static_cast<double>(n - 1);
   for (index_t c = 0; c < C; ++c) {
     const double is = static_cast<double>(stats.invstd.data()[c]);

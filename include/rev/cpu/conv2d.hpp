@@ -56,9 +56,10 @@ struct conv_geometry {
   }
 };
 
-template <Scalar T>
-conv_geometry conv_check(const char* who, const Tensor<T>& x, const Tensor<T>& w,
-                         std::type_identity_t<const Tensor<T>*> bias, const conv2d_params& p) {
+// Reads extents only, so every backend shares it.
+template <Scalar T, class B>
+conv_geometry conv_check(const char* who, const Tensor<T, B>& x, const Tensor<T, B>& w,
+                         std::type_identity_t<const Tensor<T, B>*> bias, const conv2d_params& p) {
   check<value_error>(p.stride_h >= 1 && p.stride_w >= 1, who, ": stride ", p.stride_h, "x", p.stride_w,
                      " must be at least 1");
   check<value_error>(p.dilation_h >= 1 && p.dilation_w >= 1, who, ": dilation ", p.dilation_h, "x", p.dilation_w,

@@ -23,14 +23,15 @@ namespace rev::ops {
 
 namespace detail {
 
-template <Scalar T>
-void ln_check_params(const char* who, index_t D, const Tensor<T>& weight, const Tensor<T>* bias) {
+template <Scalar T, class B>
+void ln_check_params(const char* who, index_t D, const Tensor<T, B>& weight,
+                     std::type_identity_t<const Tensor<T, B>*> bias) {
   expect_shape(weight, Shape{D}, who, "weight");
   if (bias) expect_shape(*bias, Shape{D}, who, "bias");
 }
 
-template <Scalar T>
-void ln_check_grads(const char* who, index_t D, const Tensor<T>* dweight, const Tensor<T>* dbias) {
+template <Scalar T, class B>
+void ln_check_grads(const char* who, index_t D, const Tensor<T, B>* dweight, const Tensor<T, B>* dbias) {
   if (dweight) expect_shape(*dweight, Shape{D}, who, "dweight");
   if (dbias) expect_shape(*dbias, Shape{D}, who, "dbias");
 }

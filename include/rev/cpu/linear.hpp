@@ -12,8 +12,8 @@ namespace rev::ops {
 
 namespace detail {
 
-template <Scalar T>
-index_t linear_check(const char* who, const Tensor<T>& x, const Tensor<T>& w) {
+template <Scalar T, class B>
+index_t linear_check(const char* who, const Tensor<T, B>& x, const Tensor<T, B>& w) {
   check<shape_error>(x.rank() >= 1, who, ": input has rank 0, expected rank >= 1 (last extent = in features)");
   expect_rank(w, 2, who, "weight");
   check<shape_error>(x.size(-1) == w.size(1), who, ": input has ", x.size(-1), " features (extents ", x.shape(),

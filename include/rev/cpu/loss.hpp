@@ -17,8 +17,8 @@ namespace rev::ops {
 
 namespace detail {
 
-template <Scalar T>
-void ce_check(const char* who, const Tensor<T>& logits, std::span<const int> targets, double label_smoothing) {
+template <Scalar T, class B>
+void ce_check(const char* who, const Tensor<T, B>& logits, std::span<const int> targets, double label_smoothing) {
   check<shape_error>(logits.rank() == 2, who, ": logits have rank ", logits.rank(), " (extents ", logits.shape(),
                      "), expected rank 2 [N, K]");
   const index_t N = logits.size(0), K = logits.size(1);

@@ -97,15 +97,15 @@ struct bilinear_axis {
   }
 };
 
-template <class T>
-void check_resample_args(const Tensor<T>& x, int factor, const char* who, const char* what) {
+template <class T, class B>
+void check_resample_args(const Tensor<T, B>& x, int factor, const char* who, const char* what) {
   check<value_error>(factor >= 1, who, ": factor must be >= 1, got ", factor);
   expect_rank(x, 4, who, what);
 }
 
 // The extents of the gradient of an up-sampling whose output gradient is dy.
-template <class T>
-Shape downsampled_shape(const Tensor<T>& dy, int factor, const char* who) {
+template <class T, class B>
+Shape downsampled_shape(const Tensor<T, B>& dy, int factor, const char* who) {
   check_resample_args(dy, factor, who, "gradient");
   check<shape_error>(dy.size(2) % factor == 0 && dy.size(3) % factor == 0, who, ": gradient has extents ", dy.shape(),
                      ", expected H and W divisible by the factor ", factor);

@@ -65,10 +65,7 @@ load_report load_state(Model& model, const file& f, const load_options& o = {}) 
     check<io_error>(!o.strict, o.who, "::load: unexpected key '", key, "' (extents ", e.shape, ")");
     report.unexpected.push_back(key);
   }
-  for (const auto& [e, dst] : loads) {
-    const Tensor<T, B> src = e->template to_tensor<T>();
-    std::copy(src.begin(), src.end(), dst->begin());
-  }
+  for (const auto& [e, dst] : loads) copy_into(*dst, e->template to_tensor<T>(), o.who.c_str());
   return report;
 }
 
@@ -78,8 +75,8 @@ file state_dict(Model& model) {
   using T = typename Model::value_type;
   using B = typename Model::backend;
   file f;
-  model.for_each_parameter([&](const std::string& key, Param<T, B>& p) { f.put(key, p.value); });
-  model.for_each_buffer([&](const std::string& key, Tensor<T, B>& b) { f.put(key, b); });
+  model.for_each_parameter([&](const std::string& key, Param<T, B>& p) { f.put(key, to<cpu>(p.value)); });
+  model.for_each_buffer([&](const std::string& key, Tensor<T, B>& b) { f.put(key, to<cpu>(b)); });
   return f;
 }
 

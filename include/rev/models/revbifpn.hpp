@@ -14,9 +14,11 @@
 
 #include <algorithm>
 #include <array>
+#include <span>
 #include <string>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "rev/core/layer.hpp"
 #include "rev/coupling/additive.hpp"
@@ -158,14 +160,14 @@ struct xform01 : L {
 };
 
 /// The RevBlock of scale S in layer l (§4.4): y1 = x1 + f(x0), y0 = x0 + g(y1).
-template <class Cfg, int S, int L, Scalar T>
+template <class Cfg, int S, int L, Scalar T, class B>
 using rev_mbconv = xform01<nn::MBConv<
     Cfg::c[S] / 2, Cfg::c[S] / 2,
     nn::mbconv_opts{
         .expand = expand[S], .kernel = rev_kernel[S], .se_ratio = se_ratio[S], .drop_path = layer_drop<Cfg>(L)},
-    T>>;
-template <class Cfg, int S, int L, Scalar T>
-using RevBlock = Additive<rev_mbconv<Cfg, S, L, T>, rev_mbconv<Cfg, S, L, T>, additive_layout::halves_swapped>;
+    T, B>>;
+template <class Cfg, int S, int L, Scalar T, class B>
+using RevBlock = Additive<rev_mbconv<Cfg, S, L, T, B>, rev_mbconv<Cfg, S, L, T, B>, additive_layout::halves_swapped>;
 
 /// A coupling over an N-level pyramid applying Blocks[s] to level s ("RevBlock group", §4.4),
 /// with the official names "rev_transform_<s>".
@@ -236,12 +238,12 @@ class RevBlockGroup {
 };
 
 /// The stem (§3.2): SpaceToDepth(4) in RevBiFPN's channel order, producing a 1-level pyramid.
-template <int Cin, Scalar T>
-class Stem : public layer_types<T, cpu>, public no_parameters {
+template <int Cin, Scalar T, class B>
+class Stem : public layer_types<T, B>, public no_parameters {
  public:
-  using tensor_type = Tensor<T>;
+  using tensor_type = Tensor<T, B>;
   using input_type = tensor_type;
-  using output_type = Tensors<T, 1>;
+  using output_type = Tensors<T, 1, B>;
   static constexpr int in_channels = Cin;
   static constexpr int out_channels = 16 * Cin;
   struct cache {};
@@ -259,7 +261,7 @@ class Stem : public layer_types<T, cpu>, public no_parameters {
 /// The fusion transforms of the silo of layer L (§5): F_{i->j} downsamples with a strided
 /// depthwise kernel 2*2^(j-i) - 1; G_{i->j} runs at scale i with the destination's expansion and
 /// SE ratio (SE width from the source channels), then upsamples bilinearly by 2^(i-j).
-template <class Cfg, int L, Scalar T>
+template <class Cfg, int L, Scalar T, class B>
 struct fusions {
   static constexpr int created = L < scales ? L : -1;  // the level a growing silo creates
   template <int I, int J>
@@ -269,15 +271,15 @@ struct fusions {
                                        .stride = pow2(J - I),
                                        .se_ratio = se_ratio[I],
                                        .drop_path = J == created ? 0.0 : layer_drop<Cfg>(L)},
-                       T>;
+                       T, B>;
   template <int I, int J>
   using G = nn::Sequential<nn::MBConv<Cfg::c[I], Cfg::c[J],
                                       nn::mbconv_opts{.expand = expand[J],
                                                       .kernel = 3 + kernel_extra[I],
                                                       .se_channels = se_width(Cfg::c[I], se_ratio[J]),
                                                       .drop_path = layer_drop<Cfg>(L)},
-                                      T>,
-                           nn::UpsampleBilinear<pow2(I - J), T>>;
+                                      T, B>,
+                           nn::UpsampleBilinear<pow2(I - J), T, B>>;
 };
 
 template <class Cfg, class Seq>
@@ -286,20 +288,20 @@ template <class Cfg, std::size_t... S>
 struct levels_of<Cfg, std::index_sequence<S...>> {
   using type = levels<Cfg::c[S]...>;
 };
-template <class Cfg, int L, Scalar T, class Seq>
+template <class Cfg, int L, Scalar T, class B, class Seq>
 struct group_of;
-template <class Cfg, int L, Scalar T, std::size_t... S>
-struct group_of<Cfg, L, T, std::index_sequence<S...>> {
-  using type = RevBlockGroup<RevBlock<Cfg, static_cast<int>(S), L, T>...>;
+template <class Cfg, int L, Scalar T, class B, std::size_t... S>
+struct group_of<Cfg, L, T, B, std::index_sequence<S...>> {
+  using type = RevBlockGroup<RevBlock<Cfg, static_cast<int>(S), L, T, B>...>;
 };
 
 /// Layer L = 1..3+d (§6): two RevBlock groups on the existing scales, then the silo.
-template <class Cfg, int L, Scalar T>
+template <class Cfg, int L, Scalar T, class B>
 struct layer_blocks {
   static constexpr int existing = std::min(L, scales), after = std::min(L + 1, scales);
-  using group = typename group_of<Cfg, L, T, std::make_index_sequence<existing>>::type;
-  using silo = Silo < typename levels_of<Cfg, std::make_index_sequence<after>>::type, fusions<Cfg, L, T>::template F,
-        fusions<Cfg, L, T>::template G, L<scales ? silo_kind::grows : silo_kind::same>;
+  using group = typename group_of<Cfg, L, T, B, std::make_index_sequence<existing>>::type;
+  using silo = Silo < typename levels_of<Cfg, std::make_index_sequence<after>>::type, fusions<Cfg, L, T, B>::template F,
+        fusions<Cfg, L, T, B>::template G, L<scales ? silo_kind::grows : silo_kind::same>;
   using type = std::tuple<group, group, silo>;
 };
 
@@ -309,25 +311,26 @@ template <class... S>
 struct chain_of<std::tuple<S...>> {
   using type = Chain<S...>;
 };
-template <class Cfg, Scalar T, std::size_t... L>
+template <class Cfg, Scalar T, class B, std::size_t... L>
 auto backbone_of(std::index_sequence<L...>) -> typename chain_of<
-    decltype(std::tuple_cat(std::declval<std::tuple<Stem<in_channels<Cfg>, T>>>(),
-                            std::declval<typename layer_blocks<Cfg, static_cast<int>(L) + 1, T>::type>()...))>::type;
+    decltype(std::tuple_cat(std::declval<std::tuple<Stem<in_channels<Cfg>, T, B>>>(),
+                            std::declval<typename layer_blocks<Cfg, static_cast<int>(L) + 1, T, B>::type>()...))>::type;
 
 /// The whole reversible backbone: rev_stack.0 .. rev_stack.<3L> (§6).
-template <class Cfg, Scalar T>
-using Backbone = decltype(backbone_of<Cfg, T>(std::make_index_sequence<layers<Cfg>>{}));
+template <class Cfg, Scalar T, class B>
+using Backbone = decltype(backbone_of<Cfg, T, B>(std::make_index_sequence<layers<Cfg>>{}));
 
 /// The neck (§7): per scale an MBConv c_s -> h_s, named "recomp_transform_<s>".
-template <class Cfg, Scalar T>
+template <class Cfg, Scalar T, class B>
 class Neck {
   template <int S>
-  using block = nn::MBConv<Cfg::c[S], Cfg::h[S],
-                           nn::mbconv_opts{.expand = neck_expand[S], .kernel = neck_kernel, .se_ratio = neck_se[S]}, T>;
+  using block =
+      nn::MBConv<Cfg::c[S], Cfg::h[S],
+                 nn::mbconv_opts{.expand = neck_expand[S], .kernel = neck_kernel, .se_ratio = neck_se[S]}, T, B>;
   using blocks = std::tuple<block<0>, block<1>, block<2>, block<3>>;
 
  public:
-  using pyramid = Tensors<T, 4>;
+  using pyramid = Tensors<T, 4, B>;
   struct cache {
     std::tuple<typename block<0>::cache, typename block<1>::cache, typename block<2>::cache, typename block<3>::cache>
         c;
@@ -371,24 +374,24 @@ class Neck {
 
 /// The classification head (§7): t = N_0; t = N_{i+1} + PH_i(t) for i = 0, 1, 2; then
 /// hswish(BN(conv1x1)), global average pooling, dropout and the linear classifier.
-template <class Cfg, Scalar T>
+template <class Cfg, Scalar T, class B>
 class Head {
   template <int I>
   using pyramid_head =
       nn::MBConv<Cfg::h[I], Cfg::h[I + 1],
                  nn::mbconv_opts{.expand = head_expand[I], .kernel = head_kernel, .stride = 2, .se_ratio = head_se[I]},
-                 T>;
-  using final_type = nn::detail::conv_bn_act<Cfg::h[3], Cfg::fc, nn::conv_opts{.kernel = 1}, true, T, cpu>;
-  using fc_type = nn::Linear<Cfg::fc, classes<Cfg>, true, T>;
+                 T, B>;
+  using final_type = nn::detail::conv_bn_act<Cfg::h[3], Cfg::fc, nn::conv_opts{.kernel = 1}, true, T, B>;
+  using fc_type = nn::Linear<Cfg::fc, classes<Cfg>, true, T, B>;
 
  public:
-  using tensor_type = Tensor<T>;
-  using pyramid = Tensors<T, 4>;
+  using tensor_type = Tensor<T, B>;
+  using pyramid = Tensors<T, 4, B>;
   struct cache {
     std::tuple<typename pyramid_head<0>::cache, typename pyramid_head<1>::cache, typename pyramid_head<2>::cache> heads;
     typename final_type::cache final_conv;
-    typename nn::GlobalAvgPool<T>::cache pool;
-    typename nn::Dropout<T>::cache drop;
+    typename nn::GlobalAvgPool<T, B>::cache pool;
+    typename nn::Dropout<T, B>::cache drop;
     typename fc_type::cache fc;
   };
 
@@ -447,8 +450,8 @@ class Head {
 
   std::tuple<pyramid_head<0>, pyramid_head<1>, pyramid_head<2>> heads_;
   final_type final_conv;
-  nn::GlobalAvgPool<T> pool;
-  nn::Dropout<T> drop;
+  nn::GlobalAvgPool<T, B> pool;
+  nn::Dropout<T, B> drop;
   fc_type fc;
 };
 
@@ -456,15 +459,15 @@ using io::load_report;
 
 }  // namespace revbifpn
 
-/// RevBiFPN classifier of variant Cfg (revbifpn::S0 .. S6) over element type T on the CPU.
-template <class Cfg, Scalar T = float>
+/// RevBiFPN classifier of variant Cfg (revbifpn::S0 .. S6) over element type T on backend B.
+template <class Cfg, Scalar T = float, class B = cpu>
 class RevBiFPN {
  public:
   using value_type = T;
-  using backend = cpu;
-  using tensor_type = Tensor<T>;
-  using pyramid = Tensors<T, 4>;
-  using backbone_type = revbifpn::Backbone<Cfg, T>;
+  using backend = B;
+  using tensor_type = Tensor<T, B>;
+  using pyramid = Tensors<T, 4, B>;
+  using backbone_type = revbifpn::Backbone<Cfg, T, B>;
   static constexpr int image_channels = revbifpn::image_channels_of<Cfg>();
   static constexpr int classes = revbifpn::classes<Cfg>;
   static constexpr int stem_channels = revbifpn::in_channels<Cfg>;
@@ -476,8 +479,8 @@ class RevBiFPN {
     cache(mode m = mode::stored) : backbone(m) {}
     typename backbone_type::cache backbone;
     pyramid checkpoint;  // reversible mode: the neck's input, recomputed from in backward (§8.3)
-    typename revbifpn::Neck<Cfg, T>::cache neck;
-    typename revbifpn::Head<Cfg, T>::cache head;
+    typename revbifpn::Neck<Cfg, T, B>::cache neck;
+    typename revbifpn::Head<Cfg, T, B>::cache head;
   };
 
   /// Weights initialised as in §12 from rev::default_generator(); head_dropout defaults to the
@@ -547,8 +550,8 @@ class RevBiFPN {
   io::file state_dict() { return io::state_dict(*this); }
 
   backbone_type& backbone() { return backbone_; }
-  revbifpn::Neck<Cfg, T>& neck() { return neck_; }
-  revbifpn::Head<Cfg, T>& head() { return head_; }
+  revbifpn::Neck<Cfg, T, B>& neck() { return neck_; }
+  revbifpn::Head<Cfg, T, B>& head() { return head_; }
 
  private:
   // Channel stacking (§3.1): stacked channel k is image channel k mod 3.
@@ -561,13 +564,12 @@ class RevBiFPN {
     if constexpr (stem_channels == image_channels) {
       return image;
     } else {
-      const index_t B = image.size(0), HW = image.size(2) * image.size(3);
-      tensor_type x = tensor_type::uninitialized({B, stem_channels, image.size(2), image.size(3)});
-      for (index_t n = 0; n < B; ++n)
-        for (int k = 0; k < stem_channels; ++k)
-          std::copy_n(image.data() + (n * image_channels + k % image_channels) * HW, HW,
-                      x.data() + (n * stem_channels + k) * HW);
-      return x;
+      constexpr int copies = stem_channels / image_channels;
+      std::array<tensor_type, copies + (remainder > 0 ? 1 : 0)> parts;
+      for (int k = 0; k < copies; ++k) parts[static_cast<std::size_t>(k)] = image;
+      if constexpr (remainder > 0)
+        parts[copies] = ops::split_channels(image, {remainder, image_channels - remainder})[0];
+      return ops::concat_channels(parts);
     }
   }
   // The image gradient: the stacked channels' gradients summed per image channel (§3.1).
@@ -575,21 +577,24 @@ class RevBiFPN {
     if constexpr (stem_channels == image_channels) {
       return dx;
     } else {
-      const index_t B = dx.size(0), HW = dx.size(2) * dx.size(3);
-      tensor_type d({B, image_channels, dx.size(2), dx.size(3)});
-      for (index_t n = 0; n < B; ++n)
-        for (int k = 0; k < stem_channels; ++k) {
-          const T* src = dx.data() + (n * stem_channels + k) * HW;
-          T* dst = d.data() + (n * image_channels + k % image_channels) * HW;
-          for (index_t i = 0; i < HW; ++i) dst[i] += src[i];
-        }
+      std::vector<index_t> sizes(stem_channels / image_channels, image_channels);
+      if constexpr (remainder > 0) sizes.push_back(remainder);
+      std::vector<tensor_type> parts = ops::split_channels(dx, std::span<const index_t>(sizes));
+      tensor_type d = parts[0];
+      for (std::size_t i = 1; i < stem_channels / image_channels; ++i) ops::add_(d, parts[i]);
+      if constexpr (remainder > 0) {
+        std::vector<tensor_type> head = ops::split_channels(d, {remainder, image_channels - remainder});
+        ops::add_(head[0], parts.back());
+        d = ops::concat_channels(head);
+      }
       return d;
     }
   }
+  static constexpr int remainder = stem_channels % image_channels;
 
   backbone_type backbone_;
-  revbifpn::Neck<Cfg, T> neck_;
-  revbifpn::Head<Cfg, T> head_;
+  revbifpn::Neck<Cfg, T, B> neck_;
+  revbifpn::Head<Cfg, T, B> head_;
 };
 
 }  // namespace rev::models

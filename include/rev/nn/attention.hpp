@@ -29,7 +29,7 @@ class MultiHeadAttention : public layer_types<T, B> {
 
   struct cache {
     tensor_type x, q, k, v, attended;  // attended: the heads' outputs before "proj"
-    ops::attention_cache<T> attention;
+    ops::attention_cache<T, B> attention;
   };
 
   param_type qkv_weight, qkv_bias;    // [3*Dim, Dim], [3*Dim]

@@ -37,7 +37,7 @@ class BatchNorm2d : public layer_types<T, B> {
 
   struct cache {
     tensor_type x;
-    ops::batch_stats<T> stats;
+    ops::batch_stats<T, B> stats;
     bool batch_statistics = false;  // true: train/recompute (gradient through the statistics)
   };
 
@@ -49,7 +49,7 @@ class BatchNorm2d : public layer_types<T, B> {
   BatchNorm2d() { weight.value.fill(T(1)); }
 
   tensor_type forward(const tensor_type& x, context& ctx) {
-    ops::batch_stats<T> unused;
+    ops::batch_stats<T, B> unused;
     bool batch = false;
     return run(x, ctx, unused, batch);
   }
@@ -67,7 +67,7 @@ class BatchNorm2d : public layer_types<T, B> {
   }
 
   /// The batch statistics of the last train-phase forward (empty before the first).
-  const ops::batch_stats<T>& kept_statistics() const { return kept_; }
+  const ops::batch_stats<T, B>& kept_statistics() const { return kept_; }
 
   template <class F>
   void for_each_parameter(F&& f, const std::string& prefix = "") {
@@ -88,7 +88,7 @@ class BatchNorm2d : public layer_types<T, B> {
                        C, ", H, W]");
   }
 
-  tensor_type run(const tensor_type& x, context& ctx, ops::batch_stats<T>& stats, bool& batch) {
+  tensor_type run(const tensor_type& x, context& ctx, ops::batch_stats<T, B>& stats, bool& batch) {
     check_input(x);
     switch (ctx.mode) {
       case phase::train: {
@@ -115,14 +115,16 @@ class BatchNorm2d : public layer_types<T, B> {
   }
 
   // mean = running_mean, invstd = 1 / sqrt(running_var + eps).
-  ops::batch_stats<T> running_statistics() const {
-    ops::batch_stats<T> s{running_mean.clone(), tensor_type::uninitialized(Shape{C})};
+  // (A [C] vector, computed on the host.)
+  ops::batch_stats<T, B> running_statistics() const {
+    const Tensor<T> var = to<cpu>(running_var);
+    Tensor<T> invstd = Tensor<T>::uninitialized(Shape{C});
     for (int c = 0; c < C; ++c)
-      s.invstd.data()[c] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(running_var.data()[c]) + O.eps));
-    return s;
+      invstd.data()[c] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(var.data()[c]) + O.eps));
+    return {running_mean.clone(), to<B>(invstd)};
   }
 
-  ops::batch_stats<T> kept_;
+  ops::batch_stats<T, B> kept_;
 };
 
 }  // namespace rev::nn

@@ -73,22 +73,22 @@ class drop_layer : public layer_types<T, B>, public no_parameters {
 };
 
 struct dropout_op {
-  template <class T>
-  static Tensor<T> forward(const Tensor<T>& x, double p, const rng_state& s) {
+  template <class T, class B>
+  static Tensor<T, B> forward(const Tensor<T, B>& x, double p, const rng_state& s) {
     return ops::dropout(x, p, s);
   }
-  template <class T>
-  static Tensor<T> backward(const Tensor<T>& dy, double p, const rng_state& s) {
+  template <class T, class B>
+  static Tensor<T, B> backward(const Tensor<T, B>& dy, double p, const rng_state& s) {
     return ops::dropout_backward(dy, p, s);
   }
 };
 struct drop_path_op {
-  template <class T>
-  static Tensor<T> forward(const Tensor<T>& x, double p, const rng_state& s) {
+  template <class T, class B>
+  static Tensor<T, B> forward(const Tensor<T, B>& x, double p, const rng_state& s) {
     return ops::drop_path(x, p, s);
   }
-  template <class T>
-  static Tensor<T> backward(const Tensor<T>& dy, double p, const rng_state& s) {
+  template <class T, class B>
+  static Tensor<T, B> backward(const Tensor<T, B>& dy, double p, const rng_state& s) {
     return ops::drop_path_backward(dy, p, s);
   }
 };

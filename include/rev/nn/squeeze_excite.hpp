@@ -56,16 +56,61 @@ class SqueezeExcite : public layer_types<T, B> {
   tensor_type forward(const tensor_type& x, context&, cache& c) {
     check_input(x);
     const index_t N = x.size(0), HW = x.size(2) * x.size(3);
-    c.x = x;
-    c.u = ops::global_avg_pool(x).reshape(Shape{N, W});
-    c.z1 = tensor_type::uninitialized(Shape{N, Q});
-    c.s = tensor_type::uninitialized(Shape{N, Q});
-    c.z2 = tensor_type::uninitialized(Shape{N, W});
-    c.g = tensor_type::uninitialized(Shape{N, W});
     if (op_counts* oc = rev::detail::active_op_counts()) {  // the two 1x1 convs with bias on the pooled map
       oc->conv_macs += N * 2 * Q * W;
       oc->conv_bias += N * (Q + W);
     }
+    c.x = x;
+    c.u = ops::global_avg_pool(x).reshape(Shape{N, W});
+    if constexpr (std::same_as<B, cpu>) {
+      return forward_host(x, c, N, HW);
+    } else {
+      // A device: the same steps as ops.
+      c.z1 = ops::linear(c.u, w1.value.reshape(Shape{Q, W}), &b1.value);
+      c.s = ops::activation<Inner>(c.z1);
+      c.z2 = ops::linear(c.s, w2.value.reshape(Shape{W, Q}), &b2.value);
+      c.g = ops::activation<Gate>(c.z2);
+      return ops::scale_channels(x, c.g);
+    }
+  }
+
+  /// dx = dy * g + broadcast(du / HW), with dg = sum_{h,w}(dy * x) back through the gate and
+  /// the two 1x1 convolutions; the parameter gradients are added to w1, b1, w2, b2.
+  tensor_type backward(cache& c, const tensor_type& dy) {
+    check_input(dy, "dy");
+    expect_shape(dy, c.x.shape(), "rev::nn::SqueezeExcite", "dy");
+    const index_t N = dy.size(0), HW = dy.size(2) * dy.size(3);
+    if constexpr (std::same_as<B, cpu>) {
+      return backward_host(c, dy, N, HW);
+    } else {
+      // A device: the backward of each forward op.
+      auto [dx, dg] = ops::scale_channels_backward(c.x, c.g, dy);  // dy * g, sum_{h,w}(dy * x)
+      tensor_type gw1 = w1.grad.reshape(Shape{Q, W}), gw2 = w2.grad.reshape(Shape{W, Q});
+      const tensor_type ds = ops::linear_backward(c.s, w2.value.reshape(Shape{W, Q}),
+                                                  ops::activation_backward<Gate>(c.z2, dg), &gw2, &b2.grad);
+      const tensor_type du = ops::linear_backward(c.u, w1.value.reshape(Shape{Q, W}),
+                                                  ops::activation_backward<Inner>(c.z1, ds), &gw1, &b1.grad);
+      ops::add_(dx, ops::global_avg_pool_backward(dy.shape(), du.reshape(Shape{N, W, 1, 1})));
+      return dx;
+    }
+  }
+
+  template <class F>
+  void for_each_parameter(F&& f, const std::string& prefix = "") {
+    f(join_name(prefix, "se.1.weight"), w1);
+    f(join_name(prefix, "se.1.bias"), b1);
+    f(join_name(prefix, "se.3.weight"), w2);
+    f(join_name(prefix, "se.3.bias"), b2);
+  }
+  template <class F>
+  void for_each_buffer(F&&, const std::string& = "") {}
+
+ private:
+  tensor_type forward_host(const tensor_type& x, cache& c, index_t N, index_t HW) {
+    c.z1 = tensor_type::uninitialized(Shape{N, Q});
+    c.s = tensor_type::uninitialized(Shape{N, Q});
+    c.z2 = tensor_type::uninitialized(Shape{N, W});
+    c.g = tensor_type::uninitialized(Shape{N, W});
     for (index_t n = 0; n < N; ++n) {
       affine(w1.value.data(), b1.value.data(), c.u.data() + n * W, c.z1.data() + n * Q, Q, W);
       for (int q = 0; q < Q; ++q) c.s(n, q) = Inner::value(c.z1(n, q));
@@ -84,12 +129,7 @@ class SqueezeExcite : public layer_types<T, B> {
     return y;
   }
 
-  /// dx = dy * g + broadcast(du / HW), with dg = sum_{h,w}(dy * x) back through the gate and
-  /// the two 1x1 convolutions; the parameter gradients are added to w1, b1, w2, b2.
-  tensor_type backward(cache& c, const tensor_type& dy) {
-    check_input(dy, "dy");
-    expect_shape(dy, c.x.shape(), "rev::nn::SqueezeExcite", "dy");
-    const index_t N = dy.size(0), HW = dy.size(2) * dy.size(3);
+  tensor_type backward_host(cache& c, const tensor_type& dy, index_t N, index_t HW) {
     const T *px = c.x.data(), *pdy = dy.data();
     // dz2 = sum_{h,w}(dy * x) * Gate'(z2), per (n, channel).
     std::vector<double> dz2(static_cast<std::size_t>(N * W));
@@ -142,17 +182,6 @@ class SqueezeExcite : public layer_types<T, B> {
     return dx;
   }
 
-  template <class F>
-  void for_each_parameter(F&& f, const std::string& prefix = "") {
-    f(join_name(prefix, "se.1.weight"), w1);
-    f(join_name(prefix, "se.1.bias"), b1);
-    f(join_name(prefix, "se.3.weight"), w2);
-    f(join_name(prefix, "se.3.bias"), b2);
-  }
-  template <class F>
-  void for_each_buffer(F&&, const std::string& = "") {}
-
- private:
   static void check_input(const tensor_type& x, const char* what = "input") {
     check<shape_error>(x.rank() == 4 && x.size(1) == W, "rev::nn::SqueezeExcite: ", what, " has extents ", x.shape(),
                        ", expected [N, ", W, ", H, W]");
