@@ -94,6 +94,8 @@ class RevConan(ConanFile):
              "if(TARGET rev::rev AND NOT TARGET rev::cuda)\n"
              "  add_library(rev::cuda INTERFACE IMPORTED)\n"
              "  set_property(TARGET rev::cuda PROPERTY INTERFACE_LINK_LIBRARIES rev::rev)\n"
+             "  set_property(TARGET rev::cuda PROPERTY INTERFACE_COMPILE_OPTIONS\n"
+             "    $<$<COMPILE_LANGUAGE:CUDA>:--extended-lambda -std=c++20>)\n"
              "endif()\n")
 
     @property
@@ -115,7 +117,7 @@ class RevConan(ConanFile):
             # profile names the toolkit with  [conf] user.rev:cuda_root=/usr/local/cuda.
             # (Unlike the CMake package, where only rev::cuda carries them, here rev::rev carries
             # them too; rev::cuda is defined as a synonym so that the same CMakeLists.txt works.)
-            self.cpp_info.defines.append("REV_WITH_CUDA=1")
+            self.cpp_info.defines.extend(["REV_WITH_CUDA=1", "EIGEN_NO_CUDA"])
             self.cpp_info.system_libs.extend(["cudart", "cublas", "cudnn"])
             cuda_root = self.conf.get("user.rev:cuda_root", check_type=str)
             if cuda_root:

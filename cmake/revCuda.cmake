@@ -22,4 +22,12 @@ target_link_libraries(rev_cuda INTERFACE rev::rev CUDA::cudart CUDA::cublas
 if(REV_CUDNN_INCLUDE_DIR)
   target_include_directories(rev_cuda INTERFACE $<BUILD_INTERFACE:${REV_CUDNN_INCLUDE_DIR}>)
 endif()
-target_compile_definitions(rev_cuda INTERFACE REV_WITH_CUDA=1)
+# EIGEN_NO_CUDA: rev's Eigen code is host code; without it Eigen marks its functions
+# __host__ __device__ under nvcc and they call constexpr host functions (nvcc warning 20015).
+target_compile_definitions(rev_cuda INTERFACE REV_WITH_CUDA=1 EIGEN_NO_CUDA)
+# rev's kernels are __device__ lambdas launched by rev::gpu::for_each. Functions they call are
+# marked REV_HOST_DEVICE; --expt-relaxed-constexpr is deliberately not used: it makes every
+# constexpr function a device function too, and cicc then needs over 24 GB for a zoo model's
+# translation unit (measured: RevBiFPN-S0, killed at 24 GB; 1 GB without). C++20 is asked for by
+# flag: CMake releases before 3.27 have no CUDA20 dialect for nvcc 13.
+target_compile_options(rev_cuda INTERFACE $<$<COMPILE_LANGUAGE:CUDA>:--extended-lambda -std=c++20>)
