@@ -50,19 +50,45 @@ void copy_channel_runs(Whole whole, std::span<Part> parts, std::span<const index
 
 }  // namespace detail
 
-/// Splits x [N, C, ...] into parts [N, sizes[k], ...] along dim 1; the sizes must sum to C.
-template <Scalar T>
-std::vector<Tensor<T>> split_channels(const Tensor<T>& x, std::span<const index_t> sizes) {
+namespace detail {
+
+// The checks of split_channels and concat_channels, shared by every backend.
+inline void split_check(const Shape& xs, std::span<const index_t> sizes) {
   constexpr const char* who = "rev::ops::split_channels";
-  check<shape_error>(x.rank() >= 2, who, ": input has rank ", x.rank(), " (extents ", x.shape(),
-                     "), expected rank >= 2");
+  check<shape_error>(xs.rank() >= 2, who, ": input has rank ", xs.rank(), " (extents ", xs, "), expected rank >= 2");
   index_t total = 0;
   for (index_t s : sizes) {
     check<shape_error>(s >= 0, who, ": negative part size ", s);
     total += s;
   }
-  check<shape_error>(total == x.size(1), who, ": part sizes sum to ", total, ", expected the ", x.size(1),
-                     " channels of the input (extents ", x.shape(), ")");
+  check<shape_error>(total == xs[1], who, ": part sizes sum to ", total, ", expected the ", xs[1],
+                     " channels of the input (extents ", xs, ")");
+}
+// The extents of the concatenation of parts (tensors of any backend).
+template <class X>
+Shape concat_shape(std::span<const X> parts) {
+  constexpr const char* who = "rev::ops::concat_channels";
+  check<shape_error>(!parts.empty(), who, ": no tensors to concatenate");
+  const Shape& s0 = parts[0].shape();
+  check<shape_error>(s0.rank() >= 2, who, ": part 0 has rank ", s0.rank(), " (extents ", s0, "), expected rank >= 2");
+  Shape out = s0;
+  out[1] = 0;
+  for (std::size_t k = 0; k < parts.size(); ++k) {
+    Shape expected = s0;
+    expected[1] = parts[k].size(1);
+    check<shape_error>(parts[k].shape() == expected, who, ": part ", k, " has extents ", parts[k].shape(),
+                       ", expected ", s0, " except in dim 1");
+    out[1] += parts[k].size(1);
+  }
+  return out;
+}
+
+}  // namespace detail
+
+/// Splits x [N, C, ...] into parts [N, sizes[k], ...] along dim 1; the sizes must sum to C.
+template <Scalar T>
+std::vector<Tensor<T>> split_channels(const Tensor<T>& x, std::span<const index_t> sizes) {
+  detail::split_check(x.shape(), sizes);
   std::vector<Tensor<T>> parts;
   std::vector<T*> dst;
   std::vector<index_t> first;
@@ -88,23 +114,15 @@ std::vector<Tensor<T>> split_channels(const Tensor<T>& x, std::initializer_list<
 /// Concatenates parts [N, C_k, ...] along dim 1 into [N, sum C_k, ...]; all other extents must agree.
 template <Scalar T>
 Tensor<T> concat_channels(std::span<const Tensor<T>> parts) {
-  constexpr const char* who = "rev::ops::concat_channels";
-  check<shape_error>(!parts.empty(), who, ": no tensors to concatenate");
-  const Shape& s0 = parts[0].shape();
-  check<shape_error>(s0.rank() >= 2, who, ": part 0 has rank ", s0.rank(), " (extents ", s0, "), expected rank >= 2");
-  Shape out = s0;
-  out[1] = 0;
+  const Shape out = detail::concat_shape(parts);
   std::vector<const T*> src;
   std::vector<index_t> rows, first;
-  for (std::size_t k = 0; k < parts.size(); ++k) {
-    Shape expected = s0;
-    expected[1] = parts[k].size(1);
-    check<shape_error>(parts[k].shape() == expected, who, ": part ", k, " has extents ", parts[k].shape(),
-                       ", expected ", s0, " except in dim 1");
-    src.push_back(parts[k].data());
-    rows.push_back(parts[k].size(1));
-    first.push_back(out[1]);
-    out[1] += parts[k].size(1);
+  index_t c0 = 0;
+  for (const Tensor<T>& part : parts) {
+    src.push_back(part.data());
+    rows.push_back(part.size(1));
+    first.push_back(c0);
+    c0 += part.size(1);
   }
   Tensor<T> y = Tensor<T>::uninitialized(out);
   detail::copy_channel_runs<false>(y.data(), std::span<const T*>(src), rows, first, out[0], out[1],

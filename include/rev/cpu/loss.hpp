@@ -32,6 +32,18 @@ void ce_check(const char* who, const Tensor<T, B>& logits, std::span<const int> 
                        " is out of range [0, ", K, ")");
 }
 
+// The mean of the per-sample losses, summed in sample order; a non-finite one is an error naming
+// its sample (every backend's cross_entropy ends here).
+inline double ce_mean(std::span<const double> per_sample, const char* who) {
+  double loss = 0;
+  for (std::size_t n = 0; n < per_sample.size(); ++n) {
+    check<value_error>(std::isfinite(per_sample[n]), who, ": the loss of sample ", n,
+                       " is not finite; its logits hold an infinity or a NaN");
+    loss += per_sample[n];
+  }
+  return loss / static_cast<double>(per_sample.size());
+}
+
 // log sum_k exp(z_k), in double.
 template <Scalar T>
 double ce_logsumexp(const T* z, index_t K) {
@@ -62,14 +74,7 @@ double cross_entropy(const Tensor<T>& logits, std::span<const int> targets, doub
           detail::ce_logsumexp(z, K) - (1 - label_smoothing) * zt - label_smoothing / static_cast<double>(K) * sum;
     }
   });
-  double loss = 0;
-  for (index_t n = 0; n < N; ++n) {
-    const double l = per_sample[static_cast<std::size_t>(n)];
-    check<value_error>(std::isfinite(l), who, ": the loss of sample ", n,
-                       " is not finite; its logits hold an infinity or a NaN");
-    loss += l;
-  }
-  return loss / static_cast<double>(N);
+  return detail::ce_mean(per_sample, who);
 }
 
 /// Gradient of dloss * cross_entropy(logits, targets, s) with respect to the logits:

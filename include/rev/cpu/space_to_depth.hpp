@@ -65,15 +65,36 @@ void s2d_dispatch(std::conditional_t<ToDepth, const T*, T*> map, std::conditiona
 
 }  // namespace detail
 
-/// [N, C, H, W] -> [N, C*b*b, H/b, W/b]; H and W must be divisible by b.
-template <Scalar T>
-Tensor<T> space_to_depth(const Tensor<T>& x, int block, s2d_order order) {
+namespace detail {
+
+// The checks of space_to_depth (x: a map [N, C, H, W]) and of depth_to_space (y: a depth tensor
+// [N, C*b*b, H, W]), shared by every backend, and the extents each produces.
+template <class X>
+Shape s2d_depth_shape(const X& x, int block) {
   constexpr const char* who = "rev::ops::space_to_depth";
   check<value_error>(block >= 1, who, ": block must be >= 1, got ", block);
   expect_rank(x, 4, who);
   check<shape_error>(x.size(2) % block == 0 && x.size(3) % block == 0, who, ": input has extents ", x.shape(),
                      ", expected H and W divisible by the block ", block);
-  Tensor<T> y = Tensor<T>::uninitialized({x.size(0), x.size(1) * block * block, x.size(2) / block, x.size(3) / block});
+  return {x.size(0), x.size(1) * block * block, x.size(2) / block, x.size(3) / block};
+}
+template <class X>
+Shape s2d_map_shape(const X& y, int block) {
+  constexpr const char* who = "rev::ops::depth_to_space";
+  check<value_error>(block >= 1, who, ": block must be >= 1, got ", block);
+  expect_rank(y, 4, who);
+  const index_t bb = index_t{block} * block;
+  check<shape_error>(y.size(1) % bb == 0, who, ": input has extents ", y.shape(), ", expected channels divisible by ",
+                     bb, " (block ", block, " squared)");
+  return {y.size(0), y.size(1) / bb, y.size(2) * block, y.size(3) * block};
+}
+
+}  // namespace detail
+
+/// [N, C, H, W] -> [N, C*b*b, H/b, W/b]; H and W must be divisible by b.
+template <Scalar T>
+Tensor<T> space_to_depth(const Tensor<T>& x, int block, s2d_order order) {
+  Tensor<T> y = Tensor<T>::uninitialized(detail::s2d_depth_shape(x, block));
   if (y.numel() > 0) detail::s2d_dispatch<true, T>(x.data(), y.data(), x.shape(), block, order);
   return y;
 }
@@ -82,13 +103,7 @@ Tensor<T> space_to_depth(const Tensor<T>& x, int block, s2d_order order) {
 /// order, and so also its backward.
 template <Scalar T>
 Tensor<T> depth_to_space(const Tensor<T>& y, int block, s2d_order order) {
-  constexpr const char* who = "rev::ops::depth_to_space";
-  check<value_error>(block >= 1, who, ": block must be >= 1, got ", block);
-  expect_rank(y, 4, who);
-  const index_t bb = index_t{block} * block;
-  check<shape_error>(y.size(1) % bb == 0, who, ": input has extents ", y.shape(), ", expected channels divisible by ",
-                     bb, " (block ", block, " squared)");
-  const Shape map_shape{y.size(0), y.size(1) / bb, y.size(2) * block, y.size(3) * block};
+  const Shape map_shape = detail::s2d_map_shape(y, block);
   Tensor<T> x = Tensor<T>::uninitialized(map_shape);
   if (x.numel() > 0) detail::s2d_dispatch<false, T>(x.data(), y.data(), map_shape, block, order);
   return x;

@@ -33,16 +33,7 @@ struct channel_ops {
   /// Splits x [N, C, ...] into parts [N, sizes[k], ...] along dim 1; the sizes must sum to C.
   template <Scalar T>
   static std::vector<Tensor<T, cuda>> split_channels(const Tensor<T, cuda>& x, std::span<const index_t> sizes) {
-    constexpr const char* who = "rev::ops::split_channels";
-    check<shape_error>(x.rank() >= 2, who, ": input has rank ", x.rank(), " (extents ", x.shape(),
-                       "), expected rank >= 2");
-    index_t total = 0;
-    for (index_t s : sizes) {
-      check<shape_error>(s >= 0, who, ": negative part size ", s);
-      total += s;
-    }
-    check<shape_error>(total == x.size(1), who, ": part sizes sum to ", total, ", expected the ", x.size(1),
-                       " channels of the input (extents ", x.shape(), ")");
+    rev::ops::detail::split_check(x.shape(), sizes);
     const index_t N = x.size(0), C = x.size(1), inner = rev::ops::detail::channel_inner(x.shape());
     std::vector<Tensor<T, cuda>> parts;
     index_t c0 = 0;
@@ -64,19 +55,7 @@ struct channel_ops {
   /// Concatenates parts [N, C_k, ...] along dim 1 into [N, sum C_k, ...]; all other extents must agree.
   template <Scalar T>
   static Tensor<T, cuda> concat_channels(std::span<const Tensor<T, cuda>> parts) {
-    constexpr const char* who = "rev::ops::concat_channels";
-    check<shape_error>(!parts.empty(), who, ": no tensors to concatenate");
-    const Shape& s0 = parts[0].shape();
-    check<shape_error>(s0.rank() >= 2, who, ": part 0 has rank ", s0.rank(), " (extents ", s0, "), expected rank >= 2");
-    Shape out = s0;
-    out[1] = 0;
-    for (std::size_t k = 0; k < parts.size(); ++k) {
-      Shape expected = s0;
-      expected[1] = parts[k].size(1);
-      check<shape_error>(parts[k].shape() == expected, who, ": part ", k, " has extents ", parts[k].shape(),
-                         ", expected ", s0, " except in dim 1");
-      out[1] += parts[k].size(1);
-    }
+    const Shape out = rev::ops::detail::concat_shape(parts);
     Tensor<T, cuda> y = Tensor<T, cuda>::uninitialized(out);
     const index_t N = out[0], C = out[1], inner = rev::ops::detail::channel_inner(out);
     index_t c0 = 0;

@@ -100,14 +100,7 @@ struct loss_ops {
     REV_CUDA_CHECK(
         cudaMemcpyAsync(host.data(), per_sample.data(), per_sample.bytes(), cudaMemcpyDeviceToHost, current_stream()));
     synchronize();
-    double loss = 0;
-    for (index_t n = 0; n < N; ++n) {
-      const double l = host[static_cast<std::size_t>(n)];
-      check<value_error>(std::isfinite(l), who, ": the loss of sample ", n,
-                         " is not finite; its logits hold an infinity or a NaN");
-      loss += l;
-    }
-    return loss / static_cast<double>(N);
+    return ops::detail::ce_mean(host, who);
   }
 
   /// Gradient of dloss * cross_entropy(logits, targets, s) with respect to the logits:

@@ -25,12 +25,7 @@ struct space_to_depth_ops {
   template <Scalar T>
   static Tensor<T, cuda> space_to_depth(const Tensor<T, cuda>& x, int block, rev::ops::s2d_order order) {
     constexpr const char* who = "rev::ops::space_to_depth";
-    check<value_error>(block >= 1, who, ": block must be >= 1, got ", block);
-    expect_rank(x, 4, who);
-    check<shape_error>(x.size(2) % block == 0 && x.size(3) % block == 0, who, ": input has extents ", x.shape(),
-                       ", expected H and W divisible by the block ", block);
-    Tensor<T, cuda> y =
-        Tensor<T, cuda>::uninitialized({x.size(0), x.size(1) * block * block, x.size(2) / block, x.size(3) / block});
+    Tensor<T, cuda> y = Tensor<T, cuda>::uninitialized(rev::ops::detail::s2d_depth_shape(x, block));
     const index_t C = x.size(1), H = x.size(2), W = x.size(3);
     const bool revbifpn = order == rev::ops::s2d_order::revbifpn;
     const T* px = x.data();
@@ -45,12 +40,7 @@ struct space_to_depth_ops {
   template <Scalar T>
   static Tensor<T, cuda> depth_to_space(const Tensor<T, cuda>& y, int block, rev::ops::s2d_order order) {
     constexpr const char* who = "rev::ops::depth_to_space";
-    check<value_error>(block >= 1, who, ": block must be >= 1, got ", block);
-    expect_rank(y, 4, who);
-    const index_t bb = index_t{block} * block;
-    check<shape_error>(y.size(1) % bb == 0, who, ": input has extents ", y.shape(), ", expected channels divisible by ",
-                       bb, " (block ", block, " squared)");
-    const Shape map_shape{y.size(0), y.size(1) / bb, y.size(2) * block, y.size(3) * block};
+    const Shape map_shape = rev::ops::detail::s2d_map_shape(y, block);
     Tensor<T, cuda> x = Tensor<T, cuda>::uninitialized(map_shape);
     const index_t C = map_shape[1], H = map_shape[2], W = map_shape[3];
     const bool revbifpn = order == rev::ops::s2d_order::revbifpn;
