@@ -10,11 +10,11 @@
 
 #include <filesystem>
 #include <map>
-#include <set>
 #include <string>
 
 #include "helpers.hpp"
 #include "rev/models/revbifpn.hpp"
+#include "revbifpn_golden.hpp"
 
 using namespace rev;
 namespace rb = models::revbifpn;
@@ -30,28 +30,8 @@ bool have_golden() {
          std::filesystem::exists(golden + ".io.safetensors");
 }
 
-// Spec §13.12: the nine tensors whose true gradient is exactly zero.
-bool zero_gradient(const std::string& key) {
-  static const std::set<std::string> zero{"rev_stack.recomp_op.recomp_transform_1.project_conv.norm.bias",
-                                          "rev_stack.recomp_op.recomp_transform_2.project_conv.norm.bias",
-                                          "rev_stack.recomp_op.recomp_transform_3.project_conv.norm.bias",
-                                          "head.pyramid_heads.0.project_conv.norm.bias",
-                                          "head.pyramid_heads.1.project_conv.norm.bias",
-                                          "head.pyramid_heads.2.project_conv.norm.bias",
-                                          "rev_stack.15.g.xform_0_1.0.project_conv.norm.bias",
-                                          "rev_stack.15.g.xform_0_2.0.project_conv.norm.bias",
-                                          "rev_stack.15.g.xform_1_2.0.project_conv.norm.bias"};
-  return zero.count(key) != 0;
-}
-
-// The worst error of a group of tensors, relative to each tensor's max |ref|.
-struct worst {
-  double rel = 0;
-  std::string key;
-  void add(const std::string& k, double r) {
-    if (r > rel) rel = r, key = k;
-  }
-};
+using testing::worst;
+using testing::zero_gradient;
 
 // What one training step on the device leaves behind, brought to the host.
 struct step_result {
