@@ -12,7 +12,7 @@
 #include <type_traits>
 #include <vector>
 
-#include <Eigen/Core>
+#include "rev/cpu/eigen.hpp"
 
 #include "rev/core/parallel.hpp"
 #include "rev/core/tensor.hpp"

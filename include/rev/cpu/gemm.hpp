@@ -6,7 +6,7 @@
 #include <concepts>
 #include <type_traits>
 
-#include <Eigen/Core>
+#include "rev/cpu/eigen.hpp"
 
 #include "rev/core/parallel.hpp"
 #include "rev/core/tensor.hpp"

@@ -1,12 +1,12 @@
 // Softmax over the last extent: y_i = exp(x_i - max x) / sum_j exp(x_j - max x).
 #pragma once
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include "rev/cpu/eigen.hpp"
 
 #include "rev/core/errors.hpp"
 #include "rev/core/parallel.hpp"
