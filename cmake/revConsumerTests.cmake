@@ -11,7 +11,7 @@ foreach(way IN LISTS rev_consumer_ways)
            COMMAND ${CMAKE_COMMAND} -DMODE=${way} -DSOURCE_DIR=${PROJECT_SOURCE_DIR}
                    -DWORK_DIR=${PROJECT_BINARY_DIR}/consumer/${way}
                    -DREV_BUILD_DIR=${PROJECT_BINARY_DIR} -DCONFIG=$<CONFIG>
-                   -DGENERATOR=${CMAKE_GENERATOR} -DCXX=${CMAKE_CXX_COMPILER}
+                   -DGENERATOR=${CMAKE_GENERATOR} -DCXX=${CMAKE_CXX_COMPILER} -DWERROR=${REV_WERROR}
                    -P ${PROJECT_SOURCE_DIR}/tests/consumer/run.cmake)
   set_tests_properties(consumer.${way} PROPERTIES LABELS consumer TIMEOUT 300)
 endforeach()

@@ -2,7 +2,9 @@
 # tests consumer.<MODE> that cmake/revConsumerTests.cmake registers):
 #   cmake -DMODE=find_package|add_subdirectory|fetchcontent -DSOURCE_DIR=<rev source>
 #         -DWORK_DIR=<scratch dir> [-DREV_BUILD_DIR=<rev build to install from> -DCONFIG=<config>]
-#         [-DGENERATOR=Ninja] [-DCXX=<compiler>] -P run.cmake
+#         [-DGENERATOR=Ninja] [-DCXX=<compiler>] [-DWERROR=ON] -P run.cmake
+# Checks that rev puts no -Werror and no instruction-set flag (-march, -mavx2, ...) on the
+# consumer's compile line; with WERROR, the consumer's build must also print no warning.
 cmake_minimum_required(VERSION 3.23)
 foreach(var MODE SOURCE_DIR WORK_DIR)
   if(NOT DEFINED ${var})
@@ -23,7 +25,11 @@ endfunction()
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR})
 set(consumer_dir ${CMAKE_CURRENT_LIST_DIR})
-set(args -S ${consumer_dir} -B ${WORK_DIR}/build -G ${GENERATOR} -DREV_CONSUMER_MODE=${MODE})
+set(args -S ${consumer_dir} -B ${WORK_DIR}/build -G ${GENERATOR} -DREV_CONSUMER_MODE=${MODE}
+         -DCMAKE_EXPORT_COMPILE_COMMANDS=ON)
+# The flags rev must never hand a consumer: warnings as errors and instruction sets are the
+# consumer's choice.
+set(forbidden_flags "(^| )(-Werror[^ ]*|-march=[^ ]*|-mtune=[^ ]*|-mcpu=[^ ]*|-m(sse|avx|fma|f16c|bmi)[^ ]*)")
 if(CXX)
   list(APPEND args -DCMAKE_CXX_COMPILER=${CXX})
 endif()
@@ -69,7 +75,26 @@ else()
 endif()
 
 run_step("configure" ${CMAKE_COMMAND} ${args})
-run_step("build" ${CMAKE_COMMAND} --build ${WORK_DIR}/build)
+execute_process(COMMAND ${CMAKE_COMMAND} --build ${WORK_DIR}/build RESULT_VARIABLE rc OUTPUT_VARIABLE build_log
+                ERROR_VARIABLE build_log)
+message("${build_log}")
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "consumer.${MODE}: build failed (${rc})")
+endif()
+if(WERROR AND build_log MATCHES "warning:")
+  message(FATAL_ERROR "consumer.${MODE}: rev's headers raise warnings in a consumer built with -Wall -Wextra -Wpedantic -Wshadow")
+endif()
+
+# What reached the consumer's compile line of main.cpp.
+file(READ ${WORK_DIR}/build/compile_commands.json commands)
+string(REGEX MATCH "\"command\": \"[^\"]*main\\.cpp[^\"]*\"" main_command "${commands}")
+if(NOT main_command)
+  message(FATAL_ERROR "consumer.${MODE}: no compile command for main.cpp in compile_commands.json")
+endif()
+message(STATUS "consumer.${MODE}: ${main_command}")
+if(main_command MATCHES "${forbidden_flags}")
+  message(FATAL_ERROR "consumer.${MODE}: rev put '${CMAKE_MATCH_2}' on the consumer's compile line")
+endif()
 run_step("run" ${WORK_DIR}/build/rev_consumer)
 
 # The pkg-config file of the installed prefix: compile and run main.cpp with its flags alone.
@@ -88,6 +113,9 @@ if(MODE STREQUAL "find_package")
   message(STATUS "consumer.find_package: pkg-config --cflags --libs rev: ${pc_flags}")
   if(NOT pc_flags MATCHES "-I${prefix}")
     message(FATAL_ERROR "consumer.find_package: rev.pc does not point into the install prefix")
+  endif()
+  if(pc_flags MATCHES "${forbidden_flags}")
+    message(FATAL_ERROR "consumer.find_package: rev.pc hands the consumer '${CMAKE_MATCH_2}'")
   endif()
   separate_arguments(pc_flags UNIX_COMMAND "${pc_flags}")
   if(NOT CXX)
