@@ -8,7 +8,7 @@
 #include <rev/testing/check_invertible.hpp>
 
 int main() {
-  using F = rev::nn::Conv2d<4, 4, {.kernel = 3}>;  // maps one half of the channels to the other
+  using F = rev::nn::Conv2d<4, 4, rev::nn::conv_opts{.kernel = 3}>;  // maps one half of the channels to the other
   rev::Chain<rev::Additive<F, F>, rev::Additive<F, F>> net;
   const rev::Tensor<float> x = rev::testing::random_uniform<float>({2, 8, 6, 6}, 7);  // [N, C, H, W]
   rev::context ctx{rev::phase::eval};

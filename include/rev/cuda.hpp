@@ -6,7 +6,7 @@
 //   #include <rev/rev.hpp>
 //   #include <rev/cuda.hpp>
 //   rev::Tensor<float, rev::cuda> x = rev::to_device(host_tensor);
-//   rev::nn::Conv2d<3, 16, {.kernel = 3}, float, rev::cuda> conv;
+//   rev::nn::Conv2d<3, 16, rev::nn::conv_opts{.kernel = 3}, float, rev::cuda> conv;
 #pragma once
 
 #if !defined(__CUDACC__)

@@ -10,8 +10,8 @@
 #include <cstdio>
 
 int main() {
-  using F = rev::nn::Conv2d<4, 4, {.kernel = 3}>;  // maps one channel half (4) to the other
-  using Block = rev::Additive<F, F>;               // y1 = x1 + F(x2), y2 = x2 + G(y1)
+  using F = rev::nn::Conv2d<4, 4, rev::nn::conv_opts{.kernel = 3}>;  // maps one channel half (4) to the other
+  using Block = rev::Additive<F, F>;                                 // y1 = x1 + F(x2), y2 = x2 + G(y1)
   rev::Chain<Block, Block> net;
 
   rev::manual_seed(7);

@@ -80,7 +80,7 @@ using batch_norm = nn::BatchNorm2d<5, nn::bn_opts{}, double, B>;
 template <class B>
 using linear = nn::Linear<7, 3, true, double, B>;
 template <class B>
-using layer_norm = nn::LayerNorm2d<5, 1e-6, double, B>;
+using layer_norm = nn::LayerNorm2d<5, nn::eps_1e6, double, B>;
 template <class B>
 using squeeze_excite = nn::SqueezeExcite<8, 3, rev::ops::act::hardswish, rev::ops::act::hardsigmoid, double, B>;
 template <class B>

@@ -89,7 +89,6 @@ TEST_CASE("activations: backward equals finite differences") {
 
 namespace {
 struct wrong_square {
-  static constexpr const char* name = "wrong";
   static double value(double x) { return x * x; }
   static double derivative(double x) { return x; }  // should be 2x
 };

@@ -86,31 +86,31 @@ TEST_CASE("layer_norm_channels and layer_norm match a naive implementation") {
 
 TEST_CASE("layer-norm backward equals finite differences") {
   {
-    nn::LayerNorm2d<5, 1e-6, double> ln;
+    nn::LayerNorm2d<5, nn::eps_1e6, double> ln;
     randomise(ln, 11);
     const auto r = testing::check_gradients(ln, test::random({2, 5, 3, 4}, 12, -2, 3));
     CHECK_MESSAGE(r.ok(), r.str());
   }
   {
-    nn::LayerNorm2d<3, 1e-6, double> ln;
+    nn::LayerNorm2d<3, nn::eps_1e6, double> ln;
     randomise(ln, 13);
     const auto r = testing::check_gradients(ln, test::random({1, 3, 1, 1}, 14));
     CHECK_MESSAGE(r.ok(), r.str());
   }
   {
-    nn::LayerNorm2d<4, 1e-6, double> ln;  // more pixels than one tile of the kernel
+    nn::LayerNorm2d<4, nn::eps_1e6, double> ln;  // more pixels than one tile of the kernel
     randomise(ln, 15);
     const auto r = testing::check_gradients(ln, test::random({1, 4, 11, 13}, 16));
     CHECK_MESSAGE(r.ok(), r.str());
   }
   {
-    nn::LayerNorm<9, 1e-5, double> ln;
+    nn::LayerNorm<9, nn::eps_1e5, double> ln;
     randomise(ln, 17);
     const auto r = testing::check_gradients(ln, test::random({3, 7, 9}, 18, -2, 3));
     CHECK_MESSAGE(r.ok(), r.str());
   }
   {
-    nn::LayerNorm<1, 1e-5, double> ln;
+    nn::LayerNorm<1, nn::eps_1e5, double> ln;
     randomise(ln, 19);
     const auto r = testing::check_gradients(ln, test::random({4, 1}, 20));
     CHECK_MESSAGE(r.ok(), r.str());
@@ -127,17 +127,17 @@ TEST_CASE("layer-norm backward equals finite differences") {
 }
 
 TEST_CASE("LayerNorm2d and LayerNorm equal PyTorch (RevCol's channels_first LN and F.layer_norm)") {
-  check_torch_case<nn::LayerNorm2d<5, 1e-6, double>>("cf_a", 1e-12);
-  check_torch_case<nn::LayerNorm2d<3, 1e-6, double>>("cf_b", 1e-12);
-  check_torch_case<nn::LayerNorm2d<1, 1e-6, double>>("cf_c", 1e-12);
-  check_torch_case<nn::LayerNorm2d<6, 1e-6, double>>("cf_d", 1e-12);
-  check_torch_case<nn::LayerNorm<9, 1e-5, double>>("tok_a", 1e-12);
-  check_torch_case<nn::LayerNorm<6, 1e-6, double>>("tok_b", 1e-12);
-  check_torch_case<nn::LayerNorm<1, 1e-5, double>>("tok_c", 1e-12);
-  check_torch_case<nn::LayerNorm2d<5, 1e-6, float>>("cf_a", 1e-5);
-  check_torch_case<nn::LayerNorm2d<6, 1e-6, float>>("cf_d", 1e-5);
-  check_torch_case<nn::LayerNorm<9, 1e-5, float>>("tok_a", 1e-5);
-  check_torch_case<nn::LayerNorm<6, 1e-6, float>>("tok_b", 1e-5);
+  check_torch_case<nn::LayerNorm2d<5, nn::eps_1e6, double>>("cf_a", 1e-12);
+  check_torch_case<nn::LayerNorm2d<3, nn::eps_1e6, double>>("cf_b", 1e-12);
+  check_torch_case<nn::LayerNorm2d<1, nn::eps_1e6, double>>("cf_c", 1e-12);
+  check_torch_case<nn::LayerNorm2d<6, nn::eps_1e6, double>>("cf_d", 1e-12);
+  check_torch_case<nn::LayerNorm<9, nn::eps_1e5, double>>("tok_a", 1e-12);
+  check_torch_case<nn::LayerNorm<6, nn::eps_1e6, double>>("tok_b", 1e-12);
+  check_torch_case<nn::LayerNorm<1, nn::eps_1e5, double>>("tok_c", 1e-12);
+  check_torch_case<nn::LayerNorm2d<5, nn::eps_1e6, float>>("cf_a", 1e-5);
+  check_torch_case<nn::LayerNorm2d<6, nn::eps_1e6, float>>("cf_d", 1e-5);
+  check_torch_case<nn::LayerNorm<9, nn::eps_1e5, float>>("tok_a", 1e-5);
+  check_torch_case<nn::LayerNorm<6, nn::eps_1e6, float>>("tok_b", 1e-5);
 }
 
 TEST_CASE("layer-norm gradients are the same bit for bit on any number of threads") {

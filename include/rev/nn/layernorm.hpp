@@ -4,6 +4,7 @@
 // "bias" (init 0). Each keeps its input for backward.
 #pragma once
 
+#include <ratio>
 #include <string>
 
 #include "rev/core/layer.hpp"
@@ -11,7 +12,19 @@
 
 namespace rev::nn {
 
+/// A LayerNorm's eps is a std::ratio, not a double: Clang 16 takes no floating-point template
+/// arguments. The two values the zoo uses have names.
+using eps_1e5 = std::ratio<1, 100'000>;    // PyTorch's nn.LayerNorm default
+using eps_1e6 = std::ratio<1, 1'000'000>;  // RevCol's and ConvNeXt's
+
 namespace detail {
+
+template <class R>
+concept eps_ratio = requires {
+  R::num;
+  R::den;
+}
+&&R::num >= 0 && R::den > 0;
 
 // The parameters and protocol shared by both LayerNorms; Derived supplies check() and the ops.
 template <int D, Scalar T, class B>
@@ -39,21 +52,22 @@ class layer_norm_base : public layer_types<T, B> {
 }  // namespace detail
 
 /// LayerNorm over the last extent D of x [..., D]. Eps defaults to PyTorch's 1e-5.
-template <int D, double Eps = 1e-5, Scalar T = float, class B = cpu>
+template <int D, class Eps = eps_1e5, Scalar T = float, class B = cpu>
 class LayerNorm : public detail::layer_norm_base<D, T, B> {
   static_assert(D > 0, "rev::nn::LayerNorm: the normalised extent must be positive");
-  static_assert(Eps >= 0, "rev::nn::LayerNorm: eps must be >= 0");
+  static_assert(detail::eps_ratio<Eps>,
+                "rev::nn::LayerNorm: Eps must be a std::ratio >= 0, e.g. std::ratio<1, 100000>");
   using base = detail::layer_norm_base<D, T, B>;
 
  public:
   using typename base::cache;
   using typename base::tensor_type;
   static constexpr int in_channels = D, out_channels = D;
-  static constexpr double eps = Eps;
+  static constexpr double eps = double(Eps::num) / double(Eps::den);
 
   tensor_type forward(const tensor_type& x, context&) {
     check_input(x);
-    return ops::layer_norm(x, this->weight.value, this->bias.value, Eps);
+    return ops::layer_norm(x, this->weight.value, this->bias.value, eps);
   }
   tensor_type forward(const tensor_type& x, context& ctx, cache& c) {
     tensor_type y = forward(x, ctx);
@@ -62,7 +76,7 @@ class LayerNorm : public detail::layer_norm_base<D, T, B> {
   }
   tensor_type backward(cache& c, const tensor_type& dy) {
     check_input(dy, "dy");
-    return ops::layer_norm_backward(c.x, this->weight.value, Eps, dy, &this->weight.grad, &this->bias.grad);
+    return ops::layer_norm_backward(c.x, this->weight.value, eps, dy, &this->weight.grad, &this->bias.grad);
   }
 
  private:
@@ -73,21 +87,22 @@ class LayerNorm : public detail::layer_norm_base<D, T, B> {
 };
 
 /// LayerNorm over the C channels of x [N, C, H, W] at each pixel. Eps defaults to RevCol's 1e-6.
-template <int C, double Eps = 1e-6, Scalar T = float, class B = cpu>
+template <int C, class Eps = eps_1e6, Scalar T = float, class B = cpu>
 class LayerNorm2d : public detail::layer_norm_base<C, T, B> {
   static_assert(C > 0, "rev::nn::LayerNorm2d: the channel count must be positive");
-  static_assert(Eps >= 0, "rev::nn::LayerNorm2d: eps must be >= 0");
+  static_assert(detail::eps_ratio<Eps>,
+                "rev::nn::LayerNorm2d: Eps must be a std::ratio >= 0, e.g. std::ratio<1, 100000>");
   using base = detail::layer_norm_base<C, T, B>;
 
  public:
   using typename base::cache;
   using typename base::tensor_type;
   static constexpr int in_channels = C, out_channels = C;
-  static constexpr double eps = Eps;
+  static constexpr double eps = double(Eps::num) / double(Eps::den);
 
   tensor_type forward(const tensor_type& x, context&) {
     check_input(x);
-    return ops::layer_norm_channels(x, this->weight.value, this->bias.value, Eps);
+    return ops::layer_norm_channels(x, this->weight.value, this->bias.value, eps);
   }
   tensor_type forward(const tensor_type& x, context& ctx, cache& c) {
     tensor_type y = forward(x, ctx);
@@ -96,7 +111,7 @@ class LayerNorm2d : public detail::layer_norm_base<C, T, B> {
   }
   tensor_type backward(cache& c, const tensor_type& dy) {
     check_input(dy, "dy");
-    return ops::layer_norm_channels_backward(c.x, this->weight.value, Eps, dy, &this->weight.grad, &this->bias.grad);
+    return ops::layer_norm_channels_backward(c.x, this->weight.value, eps, dy, &this->weight.grad, &this->bias.grad);
   }
 
  private:
