@@ -10,8 +10,7 @@
 //   flow analysis does not follow (GCC's false-positive meta-bug 24639).
 #pragma once
 
-#if defined(__GNUC__) && !defined(__clang__) && \
-    ((__GNUC__ == 12 && defined(__AVX512F__)) || __has_include(<Eigen/Version>))
+#if defined(__GNUC__) && !defined(__clang__) && ((__GNUC__ == 12 && defined(__AVX512F__)) || __has_include(<Eigen/Version>))
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <Eigen/Core>
