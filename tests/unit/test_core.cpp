@@ -1,3 +1,7 @@
+#include <atomic>
+#include <chrono>
+#include <set>
+#include <stdexcept>
 #include <thread>
 
 #include "helpers.hpp"
@@ -103,6 +107,95 @@ TEST_CASE("parallel_for covers the range exactly once, also when nested") {
   CHECK(total == 1000);
   set_num_threads(before);
 }
+
+TEST_CASE("parallel_for: an exception in a task reaches the caller after every worker is done") {
+  const int before = num_threads();
+  set_num_threads(2);
+  using namespace std::chrono_literals;
+  // One chunk throws while others are still running (they sleep): parallel_for returns only when
+  // none is running any more, and throws the task's exception.
+  std::atomic<int> running{0}, started{0};
+  auto chunk = [&](index_t b, index_t) {
+    ++running;
+    ++started;
+    std::this_thread::sleep_for(5ms);
+    --running;
+    if (b == 0) throw std::runtime_error("chunk 0 failed");
+  };
+  CHECK_THROWS_WITH_AS(parallel_for(8, 1, chunk), "chunk 0 failed", std::runtime_error);
+  CHECK(running == 0);
+  CHECK(started >= 1);
+
+  // Every chunk throws, on the worker too: one exception reaches the caller, nothing terminates.
+  CHECK_THROWS_AS(parallel_for(64, 1, [](index_t, index_t) { throw shape_error("every chunk"); }), shape_error);
+
+  // A nested parallel_for (serial inside a task) that throws ends the outer job the same way.
+  CHECK_THROWS_WITH_AS(parallel_for(16, 1,
+                                    [](index_t b, index_t e) {
+                                      parallel_for(4, 1, [&](index_t, index_t) {
+                                        if (b <= 3 && 3 < e) throw value_error("inner");
+                                      });
+                                    }),
+                       "inner", value_error);
+
+  // The pool keeps working, on both threads (the caller is not left marked as inside a task).
+  std::vector<int> hits(1000, 0);
+  std::mutex ids_mutex;
+  std::set<std::thread::id> ids;
+  parallel_for(1000, 1, [&](index_t b, index_t e) {
+    for (index_t i = b; i < e; ++i) ++hits[static_cast<std::size_t>(i)];
+    std::this_thread::sleep_for(2ms);
+    std::lock_guard lock(ids_mutex);
+    ids.insert(std::this_thread::get_id());
+  });
+  CHECK(std::all_of(hits.begin(), hits.end(), [](int h) { return h == 1; }));
+  CHECK(ids.size() == 2);
+  set_num_threads(before);
+}
+
+TEST_CASE("generator: threads drawing from one generator get disjoint numbers") {
+  Generator g(7);
+  constexpr int threads = 4, draws = 1000;
+  std::vector<std::vector<std::uint64_t>> offsets(threads);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      for (int i = 0; i < draws; ++i) offsets[static_cast<std::size_t>(t)].push_back(g.draw(4).offset);
+    });
+  for (auto& th : pool) th.join();
+  std::set<std::uint64_t> all;
+  for (const auto& o : offsets) all.insert(o.begin(), o.end());
+  CHECK(all.size() == std::size_t{threads} * draws);
+  CHECK(*all.rbegin() == std::uint64_t{4} * (threads * draws - 1));
+  CHECK(g.state().offset == std::uint64_t{4} * threads * draws);
+  Generator copy = g;
+  CHECK(copy.draw(4) == g.draw(4));
+}
+
+TEST_CASE("shape: an extent index outside [-rank, rank) throws") {
+  Shape s{2, 3, 4};
+  CHECK(s[-3] == 2);
+  CHECK(s[2] == 4);
+  CHECK_THROWS_WITH_AS(s[3], "rev::Shape: extent 3 of the rank-3 extents [2, 3, 4] (valid: -3 to 2)", shape_error);
+  CHECK_THROWS_WITH_AS(s[-4], "rev::Shape: extent -4 of the rank-3 extents [2, 3, 4] (valid: -3 to 2)", shape_error);
+  CHECK_THROWS_AS(Shape{}[0], shape_error);
+  CHECK_THROWS_AS(Tensor<float>({2, 3}).size(-3), shape_error);
+}
+
+#ifndef NDEBUG
+TEST_CASE("tensor: element access checks the index count and range in debug builds") {
+  Tensor<float> t({2, 3});
+  t(1, 2) = 5;
+  CHECK(t.data()[5] == 5);
+  CHECK_THROWS_WITH_AS(t(1), "rev::Tensor: 1 indices into a tensor of extents [2, 3]", shape_error);
+  CHECK_THROWS_WITH_AS(t(0, 1, 0), "rev::Tensor: 3 indices into a tensor of extents [2, 3]", shape_error);
+  CHECK_THROWS_WITH_AS(t(0, 3), "rev::Tensor: index 3 of dimension 1 is out of range for extents [2, 3]", shape_error);
+  CHECK_THROWS_WITH_AS(t(-1, 0), "rev::Tensor: index -1 of dimension 0 is out of range for extents [2, 3]",
+                       shape_error);
+  const Tensor<float>& c = t;
+  CHECK_THROWS_AS(c(2, 0), shape_error);
+}
+#endif
 
 TEST_CASE("errors derive from rev::error and carry their message") {
   try {

@@ -3,16 +3,20 @@
 // Thread count: REV_NUM_THREADS if set, else OMP_NUM_THREADS if set, else
 // std::thread::hardware_concurrency(). rev::set_num_threads(n) changes it at run time
 // (n = 1 runs everything on the calling thread). A parallel_for called from inside another
-// runs serially, so ops may nest freely.
+// runs serially, so ops may nest freely. An exception thrown by a task stops the job: no further
+// task starts, every worker finishes the task it is in, and the first exception is rethrown to
+// the caller of parallel_for; the pool stays usable.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "rev/core/shape.hpp"
@@ -47,7 +51,8 @@ class thread_pool {
     start_workers();
   }
 
-  // Runs task(i) for i in [0, tasks) on the pool; the calling thread takes part.
+  // Runs task(i) for i in [0, tasks) on the pool; the calling thread takes part. Returns (or
+  // rethrows the first exception of a task) once every worker is done with this job.
   void run(index_t tasks, const std::function<void(index_t)>& task) {
     std::lock_guard run_lock(run_mutex_);
     {
@@ -55,14 +60,20 @@ class thread_pool {
       task_ = &task;
       tasks_ = tasks;
       next_.store(0);
+      error_ = nullptr;
       pending_ = static_cast<int>(workers_.size());
       ++generation_;
     }
     wake_.notify_all();
     work();
-    std::unique_lock lock(mutex_);
-    done_.wait(lock, [&] { return pending_ == 0; });
-    task_ = nullptr;
+    std::exception_ptr error;
+    {
+      std::unique_lock lock(mutex_);
+      done_.wait(lock, [&] { return pending_ == 0; });
+      task_ = nullptr;
+      error = std::exchange(error_, nullptr);
+    }
+    if (error) std::rethrow_exception(error);
   }
 
   ~thread_pool() { stop_workers(); }
@@ -84,9 +95,16 @@ class thread_pool {
     workers_.clear();
   }
 
+  // Takes tasks until none is left; a task's exception is kept (the first one) and ends the job.
   void work() {
     in_parallel() = true;
-    for (index_t i; (i = next_.fetch_add(1)) < tasks_;) (*task_)(i);
+    try {
+      for (index_t i; (i = next_.fetch_add(1)) < tasks_;) (*task_)(i);
+    } catch (...) {
+      next_.store(tasks_);
+      std::lock_guard lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
     in_parallel() = false;
   }
 
@@ -121,6 +139,7 @@ class thread_pool {
   const std::function<void(index_t)>* task_ = nullptr;
   index_t tasks_ = 0;
   std::atomic<index_t> next_{0};
+  std::exception_ptr error_;
   int pending_ = 0;
   std::uint64_t generation_ = 0;
   bool stop_ = false;

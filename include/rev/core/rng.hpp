@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 
 #include "rev/core/host_device.hpp"
 
@@ -62,25 +63,40 @@ REV_HOST_DEVICE inline double uniform(const rng_state& s, std::uint64_t i) {
 }  // namespace philox
 
 /// A stream of random numbers. draw(n) hands out the state of the next n numbers and advances.
+/// Thread-safe: threads drawing from one generator get disjoint numbers (in the order they draw).
 class Generator {
  public:
   explicit Generator(std::uint64_t seed = 0x5eed) : state_{seed, 0} {}
+  Generator(const Generator& other) : state_(other.state()) {}
+  Generator& operator=(const Generator& other) {
+    set_state(other.state());
+    return *this;
+  }
 
   /// Reserves n numbers; the returned state regenerates exactly them.
   rng_state draw(std::uint64_t n) {
+    std::lock_guard lock(mutex_);
     rng_state s = state_;
     state_.offset += (n + 3) & ~std::uint64_t{3};  // whole Philox blocks
     return s;
   }
-  rng_state state() const { return state_; }
-  void set_state(const rng_state& s) { state_ = s; }
-  void seed(std::uint64_t seed) { state_ = {seed, 0}; }
+  rng_state state() const {
+    std::lock_guard lock(mutex_);
+    return state_;
+  }
+  void set_state(const rng_state& s) {
+    std::lock_guard lock(mutex_);
+    state_ = s;
+  }
+  void seed(std::uint64_t seed) { set_state({seed, 0}); }
 
  private:
+  mutable std::mutex mutex_;
   rng_state state_;
 };
 
-/// The generator used when none is given (not thread-safe: seed and use it from one thread).
+/// The generator used when none is given: one for the process, shared by every thread and
+/// context (thread-safe; which thread draws first decides who gets which numbers).
 inline Generator& default_generator() {
   static Generator g;
   return g;

@@ -32,9 +32,10 @@ class Shape {
   }
 
   constexpr int rank() const { return rank_; }
-  /// Extent i; negative i counts from the back (-1 is the last extent).
-  constexpr index_t operator[](int i) const { return dims_[static_cast<std::size_t>(i < 0 ? i + rank_ : i)]; }
-  constexpr index_t& operator[](int i) { return dims_[static_cast<std::size_t>(i < 0 ? i + rank_ : i)]; }
+  /// Extent i; negative i counts from the back (-1 is the last extent). i outside [-rank, rank)
+  /// throws rev::shape_error (always: the check is one comparison).
+  constexpr index_t operator[](int i) const { return dims_[slot(i)]; }
+  constexpr index_t& operator[](int i) { return dims_[slot(i)]; }
   constexpr index_t numel() const {
     index_t n = 1;
     for (int i = 0; i < rank_; ++i) n *= dims_[static_cast<std::size_t>(i)];
@@ -59,6 +60,16 @@ class Shape {
   friend std::ostream& operator<<(std::ostream& os, const Shape& s) { return os << s.str(); }
 
  private:
+  constexpr std::size_t slot(int i) const {
+    if (i < -rank_ || i >= rank_) out_of_range(i);
+    return static_cast<std::size_t>(i < 0 ? i + rank_ : i);
+  }
+  [[noreturn]] void out_of_range(int i) const {
+    throw shape_error("rev::Shape: extent " + std::to_string(i) + " of the rank-" + std::to_string(rank_) +
+                      " extents " + str() + " (valid: -" + std::to_string(rank_) + " to " + std::to_string(rank_ - 1) +
+                      ")");
+  }
+
   std::array<index_t, max_rank> dims_{};
   int rank_ = 0;
 };

@@ -2,7 +2,8 @@
 // backend B, and rev::TensorView<T>: a non-owning view of the same layout.
 //
 // Copying a Tensor copies a handle: both handles share one buffer (like torch::Tensor).
-// Use clone() for a deep copy. Buffers are counted by rev::memory<B> while they live.
+// Use clone() for a deep copy. Buffers are counted by rev::memory<B> while they live. Element
+// access t(n, c, h, w) checks its indices in debug builds (!NDEBUG) only.
 #pragma once
 
 #include <algorithm>
@@ -161,12 +162,20 @@ class Tensor {
   bool shares_buffer_with(const Tensor& other) const { return buffer_ && buffer_ == other.buffer_; }
 
  private:
+  // Debug builds (!NDEBUG) check the number of indices and each index's range.
   template <class... I>
   index_t offset(I... idx) const {
     static_assert(sizeof...(I) <= Shape::max_rank);
     const index_t ids[] = {static_cast<index_t>(idx)...};
+    constexpr int count = static_cast<int>(sizeof...(I));
+#ifndef NDEBUG
+    check<shape_error>(count == shape_.rank(), "rev::Tensor: ", count, " indices into a tensor of extents ", shape_);
+    for (int i = 0; i < count; ++i)
+      check<shape_error>(ids[i] >= 0 && ids[i] < shape_[i], "rev::Tensor: index ", ids[i], " of dimension ", i,
+                         " is out of range for extents ", shape_);
+#endif
     index_t off = 0;
-    for (int i = 0; i < static_cast<int>(sizeof...(I)); ++i) off = off * shape_[i] + ids[i];
+    for (int i = 0; i < count; ++i) off = off * shape_[i] + ids[i];
     return off;
   }
 
