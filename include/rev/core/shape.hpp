@@ -38,7 +38,7 @@ class Shape {
   constexpr index_t& operator[](int i) { return dims_[slot(i)]; }
   constexpr index_t numel() const {
     index_t n = 1;
-    for (int i = 0; i < rank_; ++i) n *= dims_[static_cast<std::size_t>(i)];
+    for (index_t d : *this) n *= d;
     return n;
   }
   constexpr const index_t* begin() const { return dims_.data(); }
