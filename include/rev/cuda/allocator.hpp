@@ -1,9 +1,15 @@
 // The CUDA backend's caching allocator. cudaMalloc and cudaFree synchronise the device and cost
 // tens of microseconds; a training step allocates and frees thousands of buffers of a few dozen
-// sizes. So freed blocks are kept in bins keyed by (rounded size, stream) and handed out again
-// to later requests of the same size on the same stream; stream order then guarantees the
-// previous user's kernels are done. Blocks go back to the driver only when an allocation fails
-// (then it retries once) or on rev::gpu::empty_cache().
+// sizes. So freed blocks are kept in bins keyed by their rounded size and handed out again to
+// later requests of that size, from any thread and stream.
+//
+// Reuse is safe without host synchronisation: when a block is freed, an event is recorded on the
+// freeing thread's current stream (the last work that may use it: a tensor used on several
+// streams is synchronised by its user before it changes streams, as in CUDA generally), and the
+// next owner's stream waits for that event before its first kernel. A stream handle alone would
+// not do: cudaStreamPerThread is one handle value for every thread, but a different stream in
+// each. Blocks go back to the driver only when an allocation fails (then it retries once) or on
+// rev::gpu::empty_cache().
 //
 // Accounting: rev::memory<rev::cuda> counts the bytes tensors hold, exactly as rev::memory<cpu>
 // does (the figures Stored vs Reversible comparisons use). reserved_bytes() is what the
@@ -62,15 +68,20 @@ class caching_allocator {
   void* allocate(std::size_t bytes) {
     if (bytes == 0) return nullptr;
     const std::size_t size = round_size(bytes);
-    const cudaStream_t s = current_stream();
     std::lock_guard lock(mutex_);
-    auto& bin = free_[key{size, s}];
+    auto& bin = free_[size];
     if (!bin.empty()) {
-      void* p = bin.back();
+      const cached_block b = bin.back();
       bin.pop_back();
       stats_.cached -= size;
-      live_[p] = block{size, s};
-      return p;
+      // The previous owner's work, ordered before this stream's next kernels.
+      if (cudaStreamWaitEvent(current_stream(), b.freed, 0) != cudaSuccess) {
+        cudaGetLastError();
+        cudaEventSynchronize(b.freed);
+      }
+      events_.push_back(b.freed);
+      live_[b.ptr] = size;
+      return b.ptr;
     }
     void* p = nullptr;
     if (cudaMalloc(&p, size) != cudaSuccess) {
@@ -87,7 +98,7 @@ class caching_allocator {
     ++stats_.device_mallocs;
     stats_.reserved += size;
     stats_.peak_reserved = std::max(stats_.peak_reserved, stats_.reserved);
-    live_[p] = block{size, s};
+    live_[p] = size;
     return p;
   }
 
@@ -96,10 +107,20 @@ class caching_allocator {
     std::lock_guard lock(mutex_);
     const auto it = live_.find(p);
     if (it == live_.end()) return;  // not ours: nothing sensible to do in a noexcept path
-    const block b = it->second;
+    const std::size_t size = it->second;
     live_.erase(it);
-    free_[key{b.size, b.stream}].push_back(p);
-    stats_.cached += b.size;
+    cudaEvent_t freed = take_event();
+    if (freed == nullptr || cudaEventRecord(freed, current_stream()) != cudaSuccess) {
+      // No event to order a reuse by (the device is failing): wait here, then the block is idle.
+      cudaGetLastError();
+      if (freed != nullptr) events_.push_back(freed);
+      cudaDeviceSynchronize();
+      cudaFree(p);
+      stats_.reserved -= size;
+      return;
+    }
+    free_[size].push_back(cached_block{p, freed});
+    stats_.cached += size;
   }
 
   /// Returns every cached block to the driver (after the device finished all work).
@@ -114,36 +135,46 @@ class caching_allocator {
   }
 
  private:
-  struct key {
-    std::size_t size;
-    cudaStream_t stream;
-    bool operator==(const key&) const = default;
-  };
-  struct key_hash {
-    std::size_t operator()(const key& k) const noexcept {
-      return std::hash<std::size_t>{}(k.size) ^ (std::hash<const void*>{}(k.stream) << 1);
-    }
-  };
-  struct block {
-    std::size_t size;
-    cudaStream_t stream;
+  struct cached_block {
+    void* ptr;
+    cudaEvent_t freed;  // recorded on the freeing thread's stream when the block was freed
   };
 
   caching_allocator() = default;
 
+  // An event from the pool (timing off: recording and waiting are then cheapest); nullptr if the
+  // driver cannot create one.
+  cudaEvent_t take_event() noexcept {
+    if (!events_.empty()) {
+      cudaEvent_t e = events_.back();
+      events_.pop_back();
+      return e;
+    }
+    cudaEvent_t e = nullptr;
+    if (cudaEventCreateWithFlags(&e, cudaEventDisableTiming) != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    return e;
+  }
+
   void release_cached() {
     cudaDeviceSynchronize();
-    for (auto& [k, ptrs] : free_) {
-      for (void* p : ptrs) cudaFree(p);
-      stats_.reserved -= k.size * ptrs.size();
-      stats_.cached -= k.size * ptrs.size();
+    for (auto& [size, blocks] : free_) {
+      for (const cached_block& b : blocks) {
+        cudaFree(b.ptr);
+        events_.push_back(b.freed);
+      }
+      stats_.reserved -= size * blocks.size();
+      stats_.cached -= size * blocks.size();
     }
     free_.clear();
   }
 
   mutable std::mutex mutex_;
-  std::unordered_map<key, std::vector<void*>, key_hash> free_;
-  std::unordered_map<void*, block> live_;
+  std::unordered_map<std::size_t, std::vector<cached_block>> free_;  // by rounded size
+  std::unordered_map<void*, std::size_t> live_;                      // rounded size of each live block
+  std::vector<cudaEvent_t> events_;                                  // idle events for reuse
   allocator_stats stats_;
 };
 

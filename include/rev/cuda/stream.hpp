@@ -1,7 +1,7 @@
 // Streams. Every rev op on rev::cuda runs asynchronously on the calling thread's current
-// stream: cudaStreamPerThread unless a rev::gpu::stream_guard names another. Device memory
-// freed by a tensor is reused only by later work on the same stream (allocator.hpp), so
-// stream order alone keeps reuse safe.
+// stream: cudaStreamPerThread unless a rev::gpu::stream_guard names another. Device memory a
+// tensor frees is reused by later work on any thread or stream only after the work queued on
+// the freeing stream is done (an event, allocator.hpp).
 #pragma once
 
 #include <cuda_runtime.h>
