@@ -23,9 +23,7 @@
 
 #include "rev/core/memory.hpp"
 #include "rev/core/parallel.hpp"
-#include "rev/cpu/batchnorm.hpp"
-#include "rev/cpu/conv2d.hpp"
-#include "rev/cpu/linear.hpp"
+#include "rev/cpu.hpp"
 #include "rev/testing/check_gradients.hpp"
 
 using namespace rev;

@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "rev/core/memory.hpp"
-#include "rev/cpu/resample.hpp"
+#include "rev/cpu.hpp"
 #include "rev/data/fashion_mnist.hpp"
 #include "rev/models/revbifpn.hpp"
 #include "rev/train.hpp"

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "rev/additive.hpp"
-#include "rev/cpu/loss.hpp"
+#include "rev/cpu.hpp"
 #include "rev/nn/activation.hpp"
 #include "rev/nn/batchnorm.hpp"
 #include "rev/nn/conv2d.hpp"

@@ -13,7 +13,7 @@
 
 #include "report.hpp"
 #include "rev/core/op_count.hpp"
-#include "rev/cpu/elementwise.hpp"
+#include "rev/cpu.hpp"
 #include "rev/graph/chain.hpp"
 #include "rev/io/state_dict.hpp"
 #include "rev/testing/check_gradients.hpp"

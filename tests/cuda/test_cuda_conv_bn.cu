@@ -237,7 +237,7 @@ const std::vector<Shape> bn_shapes = {
 
 template <class T>
 rev::ops::batch_stats<T, rev::cuda> stats_to_device(const rev::ops::batch_stats<T>& s) {
-  return {rev::to_device(s.mean), rev::to_device(s.invstd)};
+  return {rev::to_device(s.mean), rev::to_device(s.invstd), rev::to_device(s.var)};
 }
 
 }  // namespace
@@ -272,8 +272,9 @@ TEST_CASE_TEMPLATE("cuda batch norm: train, apply and both backwards match the C
     CHECK(std::equal(y_host.begin(), y_host.end(), y_again.begin()));
 
     // The backwards, with the reference's statistics rounded to T on both sides.
-    const rev::ops::batch_stats<T> st_t{cast<T>(ref.mean), cast<T>(ref.invstd)};
-    const rev::ops::batch_stats<double> st_r{cast<double>(st_t.mean), cast<double>(st_t.invstd)};
+    const rev::ops::batch_stats<T> st_t{cast<T>(ref.mean), cast<T>(ref.invstd), cast<T>(ref.var)};
+    const rev::ops::batch_stats<double> st_r{cast<double>(st_t.mean), cast<double>(st_t.invstd),
+                                             cast<double>(st_t.var)};
     const rev::ops::batch_stats<T, rev::cuda> st_d = stats_to_device(st_t);
     check_close("y (apply)", rev::ops::batch_norm_apply(xd, wd, bd, st_d),
                 rev::ops::batch_norm_apply(xr, wr, br, st_r));
@@ -308,9 +309,9 @@ TEST_CASE_TEMPLATE("cuda batch norm: train, apply and both backwards match the C
     const index_t n = s[0] * s[2] * s[3];
     const host<T> rm0 = random<T>({C}, seed++), rv0 = random<T>({C}, seed++, 0.5, 2);
     host<double> rm_ref = cast<double>(rm0), rv_ref = cast<double>(rv0);
-    rev::ops::batch_norm_update_running(rm_ref, rv_ref, st_r, eps, n, 0.1);
+    rev::ops::batch_norm_update_running(rm_ref, rv_ref, st_r, n, 0.1);
     device<T> rm = rev::to_device(rm0), rv = rev::to_device(rv0);
-    rev::ops::batch_norm_update_running(rm, rv, st_d, eps, n, 0.1);
+    rev::ops::batch_norm_update_running(rm, rv, st_d, n, 0.1);
     check_close("running_mean", rm, rm_ref);
     check_close("running_var", rv, rv_ref);
   }
@@ -320,7 +321,8 @@ TEST_CASE("cuda batch norm: bad arguments raise the CPU op's errors") {
   const host<float> x({2, 3, 4, 4}), w({3}), b({3}), w_bad({4}), one({1, 3, 1, 1}), x3({2, 3, 4});
   const device<float> xd = rev::to_device(x), wd = rev::to_device(w), bd = rev::to_device(b),
                       w_badd = rev::to_device(w_bad), oned = rev::to_device(one), x3d = rev::to_device(x3);
-  rev::ops::batch_stats<float> s{host<float>({3}), host<float>({3})}, s_bad{host<float>({4}), host<float>({3})};
+  rev::ops::batch_stats<float> s{host<float>({3}), host<float>({3}), host<float>({3})},
+      s_bad{host<float>({4}), host<float>({3}), host<float>({4})};
   rev::ops::batch_stats<float, rev::cuda> sd = stats_to_device(s), s_badd = stats_to_device(s_bad);
   same_error<rev::shape_error>([&] { rev::ops::batch_norm_train(x, w_bad, b, 1e-5, s); },
                                [&] { rev::ops::batch_norm_train(xd, w_badd, bd, 1e-5, sd); });
@@ -344,8 +346,8 @@ TEST_CASE("cuda batch norm: bad arguments raise the CPU op's errors") {
                                [&] { rev::ops::batch_norm_backward_eval(xd, wd, sd, xd, nullptr, &g_badd); });
   host<float> rm({3}), rv({3}), rv_bad({2});
   device<float> rmd = rev::to_device(rm), rvd = rev::to_device(rv), rv_badd = rev::to_device(rv_bad);
-  same_error<rev::shape_error>([&] { rev::ops::batch_norm_update_running(rm, rv_bad, s, 1e-5, 32, 0.1); },
-                               [&] { rev::ops::batch_norm_update_running(rmd, rv_badd, sd, 1e-5, 32, 0.1); });
-  same_error<rev::value_error>([&] { rev::ops::batch_norm_update_running(rm, rv, s, 1e-5, 1, 0.1); },
-                               [&] { rev::ops::batch_norm_update_running(rmd, rvd, sd, 1e-5, 1, 0.1); });
+  same_error<rev::shape_error>([&] { rev::ops::batch_norm_update_running(rm, rv_bad, s, 32, 0.1); },
+                               [&] { rev::ops::batch_norm_update_running(rmd, rv_badd, sd, 32, 0.1); });
+  same_error<rev::value_error>([&] { rev::ops::batch_norm_update_running(rm, rv, s, 1, 0.1); },
+                               [&] { rev::ops::batch_norm_update_running(rmd, rvd, sd, 1, 0.1); });
 }

@@ -16,7 +16,7 @@ TEST_CASE("Additive: y1 = x1 + F(x2), y2 = x2 + G(y1) on channel halves") {
   auto y1 = ops::add(xs[0], block.f().forward(xs[1], ctx));
   auto y2 = ops::add(xs[1], block.g().forward(y1, ctx));
   const Tensor<double> parts[] = {y1, y2};
-  CHECK(test::max_abs_error(y, ops::concat_channels<double>(parts)) < 1e-14);
+  CHECK(test::max_abs_error(y, ops::concat_channels(parts)) < 1e-14);
 }
 
 TEST_CASE("Additive: log-det is zero (volume preserving)") {
@@ -39,7 +39,7 @@ TEST_CASE("Additive: RevBiFPN's swapped halves update the second half first") {
   auto y1 = ops::add(xs[1], block.f().forward(xs[0], ctx));
   auto y0 = ops::add(xs[0], block.g().forward(y1, ctx));
   const Tensor<double> parts[] = {y0, y1};
-  CHECK(test::max_abs_error(y, ops::concat_channels<double>(parts)) < 1e-14);
+  CHECK(test::max_abs_error(y, ops::concat_channels(parts)) < 1e-14);
 }
 
 TEST_CASE("Additive: invertible in float32 and float64, all layouts") {

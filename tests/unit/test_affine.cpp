@@ -87,7 +87,7 @@ std::pair<Tensor<double>, Tensor<double>> by_definition(A& block, const Tensor<d
     log_det.data()[i / per_sample] += std::log(scale);
   }
   const Tensor<double> parts[] = {swapped ? y2 : x1, swapped ? x1 : y2};
-  return {ops::concat_channels<double>(parts), log_det};
+  return {ops::concat_channels(parts), log_det};
 }
 
 // The rows of `loss` and the gradients the coupling must produce, for the generic checker:

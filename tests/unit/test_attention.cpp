@@ -3,8 +3,7 @@
 #include <vector>
 
 #include "helpers.hpp"
-#include "rev/cpu/attention.hpp"
-#include "rev/cpu/elementwise.hpp"
+#include "rev/cpu.hpp"
 #include "rev/nn/attention.hpp"
 
 using namespace rev;

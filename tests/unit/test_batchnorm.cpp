@@ -1,5 +1,5 @@
 #include "helpers.hpp"
-#include "rev/cpu/elementwise.hpp"
+#include "rev/cpu.hpp"
 #include "rev/nn/batchnorm.hpp"
 
 using namespace rev;
@@ -142,7 +142,7 @@ TEST_CASE("batch_norm_train and batch_norm_apply match a naive implementation") 
 
     // apply with arbitrary statistics
     std::vector<double> m(static_cast<std::size_t>(C)), v(static_cast<std::size_t>(C));
-    ops::batch_stats<double> given{Tensor<double>({C}), Tensor<double>({C})};
+    ops::batch_stats<double> given{Tensor<double>({C}), Tensor<double>({C}), Tensor<double>()};
     for (index_t c = 0; c < C; ++c) {
       m[static_cast<std::size_t>(c)] = 0.3 * static_cast<double>(c) - 1;
       v[static_cast<std::size_t>(c)] = 0.5 + 0.1 * static_cast<double>(c);
@@ -157,12 +157,40 @@ TEST_CASE("batch_norm_update_running: momentum and the unbiased variance") {
   Tensor<double> rm = Tensor<double>::from({2}, {1.0, -2.0}), rv = Tensor<double>::from({2}, {0.5, 2.0});
   const double eps = 1e-3;
   ops::batch_stats<double> st{Tensor<double>::from({2}, {3.0, 4.0}),
-                              Tensor<double>::from({2}, {1 / std::sqrt(0.25 + eps), 1 / std::sqrt(4.0 + eps)})};
-  ops::batch_norm_update_running(rm, rv, st, eps, 5, 0.1);
+                              Tensor<double>::from({2}, {1 / std::sqrt(0.25 + eps), 1 / std::sqrt(4.0 + eps)}),
+                              Tensor<double>::from({2}, {0.25, 4.0})};
+  ops::batch_norm_update_running(rm, rv, st, 5, 0.1);
   CHECK(rm(0) == doctest::Approx(0.9 * 1 + 0.1 * 3).epsilon(1e-15));
   CHECK(rm(1) == doctest::Approx(0.9 * -2 + 0.1 * 4).epsilon(1e-15));
   CHECK(rv(0) == doctest::Approx(0.9 * 0.5 + 0.1 * 0.25 * 5 / 4).epsilon(1e-14));
   CHECK(rv(1) == doctest::Approx(0.9 * 2.0 + 0.1 * 4.0 * 5 / 4).epsilon(1e-14));
+}
+
+// The running variance of a batch whose variance is far below eps (1e-10 against 1e-3 in channel
+// 0): PyTorch's nn.BatchNorm2d(3, eps=1e-3, momentum=0.1) in float64 on the same float32 input,
+// running_mean = [0.5, -1, 2], running_var = 0, one train-mode forward.
+TEST_CASE("BatchNorm2d: the running variance keeps a batch variance far below eps (PyTorch)") {
+  constexpr index_t N = 2, C = 3, H = 2, W = 3;
+  const double base[C] = {1.0, -2.0, 0.25}, step[C] = {1e-5, 3e-3, 0.5};
+  Tensor<float> x({N, C, H, W});
+  for (index_t n = 0; n < N; ++n)
+    for (index_t c = 0; c < C; ++c)
+      for (index_t h = 0; h < H; ++h)
+        for (index_t w = 0; w < W; ++w)
+          x(n, c, h, w) =
+              static_cast<float>(base[c] + step[c] * static_cast<double>((n * 7 + h * 3 + w * 5 + c) % 11 - 5));
+  nn::BatchNorm2d<C, nn::bn_opts{1e-3, 0.1}> bn;
+  bn.running_mean = Tensor<float>::from({C}, {0.5f, -1.0f, 2.0f});
+  bn.running_var.fill(0.0f);
+  context ctx{phase::train};
+  bn.forward(x, ctx);
+  const double torch_mean[C] = {0.5500004167358081, -1.1001250038544337, 1.8083333333333333};
+  const double torch_var[C] = {1.2081935990391738e-10, 1.0875065955468785e-05, 0.2833333333333333};
+  for (index_t c = 0; c < C; ++c) {
+    // Relative errors (doctest::Approx would also allow 1e-5 in absolute terms).
+    CHECK(std::abs(bn.running_mean(c) - torch_mean[c]) <= 1e-6 * std::abs(torch_mean[c]));
+    CHECK(std::abs(bn.running_var(c) - torch_var[c]) <= 1e-5 * torch_var[c]);
+  }
 }
 
 TEST_CASE("batch-norm backward equals finite differences") {
@@ -314,7 +342,7 @@ TEST_CASE("BatchNorm2d: names, initial values, one value per channel") {
 
 TEST_CASE("batch-norm errors") {
   const Tensor<float> x({2, 3, 4, 4}), w({3}), dy({2, 3, 4, 4});
-  ops::batch_stats<float> st{Tensor<float>({3}), Tensor<float>::full({3}, 1)};
+  ops::batch_stats<float> st{Tensor<float>({3}), Tensor<float>::full({3}, 1), Tensor<float>({3})};
   CHECK_THROWS_WITH_AS(ops::batch_norm_train(Tensor<float>({2, 3, 4}), w, w, 1e-5, st),
                        "rev::ops::batch_norm_train: input has rank 3 (extents [2, 3, 4]), expected rank 4 [N, C, H, W]",
                        shape_error);
@@ -345,19 +373,25 @@ TEST_CASE("batch-norm errors") {
   CHECK_THROWS_WITH_AS(ops::batch_norm_backward_eval(x, Tensor<float>({2}), st, dy, nullptr, nullptr),
                        "rev::ops::batch_norm_backward_eval: weight has extents [2], expected [3]", shape_error);
   Tensor<float> rm({3}), rv({3}), rbad({4});
-  CHECK_THROWS_WITH_AS(ops::batch_norm_update_running(rm, rv, st, 1e-5, 1, 0.1),
+  CHECK_THROWS_WITH_AS(ops::batch_norm_update_running(rm, rv, st, 1, 0.1),
                        "rev::ops::batch_norm_update_running: the unbiased variance needs more than 1 value per "
                        "channel, got n = 1",
                        value_error);
-  ops::batch_stats<float> st2{Tensor<float>({1, 3}), Tensor<float>({3})}, st3{Tensor<float>({3}), Tensor<float>({4})};
-  CHECK_THROWS_WITH_AS(ops::batch_norm_update_running(rm, rv, st2, 1e-5, 4, 0.1),
+  ops::batch_stats<float> st2{Tensor<float>({1, 3}), Tensor<float>({3}), Tensor<float>({3})},
+      st3{Tensor<float>({3}), Tensor<float>({4}), Tensor<float>({3})};
+  CHECK_THROWS_WITH_AS(ops::batch_norm_update_running(rm, rv, st2, 4, 0.1),
                        "rev::ops::batch_norm_update_running: stats.mean has extents [1, 3], expected rank 1",
                        shape_error);
-  CHECK_THROWS_WITH_AS(ops::batch_norm_update_running(rm, rv, st3, 1e-5, 4, 0.1),
+  CHECK_THROWS_WITH_AS(ops::batch_norm_update_running(rm, rv, st3, 4, 0.1),
                        "rev::ops::batch_norm_update_running: stats.invstd has extents [4], expected [3]", shape_error);
-  CHECK_THROWS_WITH_AS(ops::batch_norm_update_running(rbad, rv, st, 1e-5, 4, 0.1),
+  const ops::batch_stats<float> no_var{st.mean, st.invstd, Tensor<float>()};
+  CHECK_THROWS_WITH_AS(ops::batch_norm_update_running(rm, rv, no_var, 4, 0.1),
+                       "rev::ops::batch_norm_update_running: stats.var is empty; the running update needs the "
+                       "statistics of batch_norm_train, which sets it",
+                       value_error);
+  CHECK_THROWS_WITH_AS(ops::batch_norm_update_running(rbad, rv, st, 4, 0.1),
                        "rev::ops::batch_norm_update_running: running_mean has extents [4], expected [3]", shape_error);
-  CHECK_THROWS_WITH_AS(ops::batch_norm_update_running(rm, rbad, st, 1e-5, 4, 0.1),
+  CHECK_THROWS_WITH_AS(ops::batch_norm_update_running(rm, rbad, st, 4, 0.1),
                        "rev::ops::batch_norm_update_running: running_var has extents [4], expected [3]", shape_error);
 
   nn::BatchNorm2d<3> bn;

@@ -3,8 +3,7 @@
 #include <vector>
 
 #include "helpers.hpp"
-#include "rev/cpu/channels.hpp"
-#include "rev/cpu/elementwise.hpp"
+#include "rev/cpu.hpp"
 
 using namespace rev;
 

@@ -2,7 +2,7 @@
 #include <vector>
 
 #include "helpers.hpp"
-#include "rev/cpu/elementwise.hpp"
+#include "rev/cpu.hpp"
 #include "rev/nn/conv2d.hpp"
 
 using namespace rev;

@@ -2,7 +2,7 @@
 #include <string>
 
 #include "helpers.hpp"
-#include "rev/cpu/elementwise.hpp"
+#include "rev/cpu.hpp"
 #include "rev/nn/dropout.hpp"
 
 using namespace rev;

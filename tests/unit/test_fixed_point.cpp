@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "coupling_helpers.hpp"
-#include "rev/cpu/elementwise.hpp"
+#include "rev/cpu.hpp"
 #include "rev/fixed_point.hpp"
 
 using namespace rev;

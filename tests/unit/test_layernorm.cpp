@@ -1,5 +1,5 @@
 #include "helpers.hpp"
-#include "rev/cpu/elementwise.hpp"
+#include "rev/cpu.hpp"
 #include "rev/nn/layernorm.hpp"
 
 using namespace rev;

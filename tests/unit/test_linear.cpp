@@ -2,8 +2,7 @@
 #include <vector>
 
 #include "helpers.hpp"
-#include "rev/cpu/elementwise.hpp"
-#include "rev/cpu/gemm.hpp"
+#include "rev/cpu.hpp"
 #include "rev/nn/linear.hpp"
 
 using namespace rev;

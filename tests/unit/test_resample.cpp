@@ -3,7 +3,7 @@
 #include <string>
 
 #include "helpers.hpp"
-#include "rev/cpu/elementwise.hpp"
+#include "rev/cpu.hpp"
 #include "rev/nn/resample.hpp"
 
 using namespace rev;

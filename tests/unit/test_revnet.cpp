@@ -2,7 +2,7 @@
 // non-reversible transition unit against finite differences, stored vs reversible training
 // steps, activation memory flat in the number of units, keys, and bad input.
 #include "helpers.hpp"
-#include "rev/cpu/elementwise.hpp"
+#include "rev/cpu.hpp"
 #include "rev/models/revnet.hpp"
 #include "rev/testing/check_gradients.hpp"
 

@@ -1,9 +1,7 @@
 #include <vector>
 
 #include "helpers.hpp"
-#include "rev/cpu/elementwise.hpp"
-#include "rev/cpu/loss.hpp"
-#include "rev/cpu/softmax.hpp"
+#include "rev/cpu.hpp"
 
 using namespace rev;
 

@@ -1,7 +1,7 @@
 #include <string>
 
 #include "helpers.hpp"
-#include "rev/cpu/elementwise.hpp"
+#include "rev/cpu.hpp"
 #include "rev/nn/space_to_depth.hpp"
 #include "rev/testing/check_invertible.hpp"
 

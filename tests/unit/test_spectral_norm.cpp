@@ -8,7 +8,7 @@
 
 #include "helpers.hpp"
 #include "rev/core/rng.hpp"
-#include "rev/cpu/elementwise.hpp"
+#include "rev/cpu.hpp"
 #include "rev/nn/init.hpp"
 #include "rev/nn/spectral_norm.hpp"
 

@@ -1,5 +1,5 @@
 #include "helpers.hpp"
-#include "rev/cpu/elementwise.hpp"
+#include "rev/cpu.hpp"
 #include "rev/nn/squeeze_excite.hpp"
 
 using namespace rev;

@@ -1,11 +1,12 @@
-// Backend tags. A backend is a template parameter of tensors and layers; the ops are
-// overloads on it. rev::cpu is always available. rev::cuda is declared in every build so that
-// code can name it, but it is usable only where <rev/cuda.hpp> is included from a translation
-// unit compiled as CUDA (DESIGN.md invariant 2).
+// Backend tags. A backend is a template parameter of tensors and layers; every op of rev::ops
+// (rev/ops/) calls the backend's op set kernels<B>. rev::cpu is always available. rev::cuda is declared in every build
+// so that code can name it, but it is usable only where <rev/cuda.hpp> is included from a translation unit compiled as
+// CUDA (DESIGN.md invariant 2).
 #pragma once
 
 #include <cstddef>
 #include <new>
+#include <type_traits>
 
 namespace rev {
 
@@ -30,15 +31,19 @@ struct allocator {
                 "compiled as CUDA (nvcc); CPU-only programs use rev::cpu");
 };
 
-/// The op set of a backend other than rev::cpu: a class whose static member functions are the
-/// ops of rev::ops under the same names (rev/cuda/kernels.hpp defines it for rev::cuda). The
-/// CPU ops are plain overloads; rev::ops forwards a non-CPU tensor to kernels<B> (see
-/// rev/core/dispatch.hpp), which is looked up when a layer template is instantiated.
+/// The op set of a backend: a class whose static member functions are the kernels of the ops of
+/// rev::ops under the same names (rev/cpu/kernels.hpp defines it for rev::cpu, rev/cuda/kernels.hpp
+/// for rev::cuda). rev::ops::name(x, ...) with x a Tensor<T, B> calls kernels<B>::name(x, ...),
+/// looked up when the op is instantiated: an op a backend lacks is the compile error
+/// "'name' is not a member of 'rev::kernels<B>'" (GCC; Clang: "no member named 'name' in ...").
 template <class B>
 struct kernels {
-  static_assert(detail::dependent_false<B>,
+  static_assert(!std::is_same_v<B, cuda>,
                 "rev::cuda: the CUDA backend needs <rev/cuda.hpp>, included from a translation unit "
                 "compiled as CUDA (nvcc); CPU-only programs use rev::cpu");
+  static_assert(!std::is_same_v<B, cpu>,
+                "rev::cpu: the CPU kernels are in <rev/cpu.hpp> (every layer, coupling and model header, "
+                "and <rev/rev.hpp>, include it; a program that uses only rev/ops/ headers includes it)");
 };
 
 template <>

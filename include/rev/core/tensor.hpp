@@ -227,4 +227,3 @@ Tensor<T, To> to(const Tensor<T, From>& x) {
 }  // namespace rev
 
 // The ops of other backends, declared once Tensor is complete.
-#include "rev/core/dispatch.hpp"  // IWYU pragma: export

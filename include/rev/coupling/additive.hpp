@@ -10,8 +10,9 @@
 
 #include "rev/core/layer.hpp"
 #include "rev/coupling/coupling.hpp"
-#include "rev/cpu/channels.hpp"
-#include "rev/cpu/elementwise.hpp"
+#include "rev/cpu.hpp"
+#include "rev/ops/channels.hpp"
+#include "rev/ops/elementwise.hpp"
 
 namespace rev {
 

@@ -32,8 +32,9 @@
 #include "rev/core/layer.hpp"
 #include "rev/core/parallel.hpp"
 #include "rev/coupling/coupling.hpp"
-#include "rev/cpu/channels.hpp"
-#include "rev/cpu/elementwise.hpp"
+#include "rev/cpu.hpp"
+#include "rev/ops/channels.hpp"
+#include "rev/ops/elementwise.hpp"
 
 namespace rev {
 
@@ -217,6 +218,9 @@ class Affine {
  public:
   using value_type = typename S::value_type;
   using backend = typename S::backend;
+  static_assert(std::same_as<backend, cpu>,
+                "rev::Affine<S,T>: CPU-only for now (its scale and log-determinant loop over host memory); S and T "
+                "must run on rev::cpu");
   using tensor_type = Tensor<value_type, backend>;
   using input_type = tensor_type;
   using output_type = tensor_type;

@@ -26,7 +26,8 @@
 #include "rev/core/layer.hpp"
 #include "rev/core/traits.hpp"
 #include "rev/coupling/coupling.hpp"
-#include "rev/cpu/elementwise.hpp"
+#include "rev/cpu.hpp"
+#include "rev/ops/elementwise.hpp"
 
 namespace rev {
 
@@ -76,6 +77,8 @@ class Column {
  public:
   using value_type = typename Fuse<0>::value_type;
   using backend = typename Fuse<0>::backend;
+  static_assert(std::same_as<backend, cpu>,
+                "rev::Column<M,Fuse>: CPU-only for now (its levels are host tensors); Fuse<l> must run on rev::cpu");
   using tensor_type = Tensor<value_type, backend>;
   using param_type = Param<value_type, backend>;
   using input_type = Tensors<value_type, M + 1, backend>;  // {x, a_0, ..., a_{M-1}}

@@ -31,7 +31,8 @@
 #include "rev/core/layer.hpp"
 #include "rev/core/traits.hpp"
 #include "rev/coupling/coupling.hpp"
-#include "rev/cpu/elementwise.hpp"
+#include "rev/cpu.hpp"
+#include "rev/ops/elementwise.hpp"
 
 namespace rev {
 
@@ -57,6 +58,9 @@ class FixedPointResidual {
   using tensor_type = Tensor<value_type, backend>;
   static_assert(std::same_as<typename G::tensor_type, tensor_type>,
                 "rev::FixedPointResidual<G>: g must map one tensor to one tensor");
+  static_assert(std::same_as<backend, cpu>,
+                "rev::FixedPointResidual<G>: CPU-only for now (its fixed-point iteration loops over host memory); "
+                "G must run on rev::cpu");
   static constexpr int in_channels = in_channels_of<G>() != any_channels ? in_channels_of<G>() : out_channels_of<G>();
   static constexpr int out_channels = in_channels;
 

@@ -10,8 +10,9 @@
 #include <utility>
 
 #include "rev/core/tensor.hpp"
-#include "rev/cpu/channels.hpp"
-#include "rev/cpu/elementwise.hpp"
+#include "rev/cpu.hpp"
+#include "rev/ops/channels.hpp"
+#include "rev/ops/elementwise.hpp"
 
 namespace rev {
 
@@ -66,7 +67,7 @@ struct affine_merge {
     Tensor<T> ds = ops::zip(ops::mul(dz, x), s,
                             [](T g, T r) { return static_cast<T>(g * std::exp(log_scale(r)) * dlog_scale(r)); });
     const Tensor<T> parts[] = {ds, dz};
-    return {dx, ops::concat_channels<T>(parts)};
+    return {dx, ops::concat_channels(parts)};
   }
 
  private:

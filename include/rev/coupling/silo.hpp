@@ -15,7 +15,8 @@
 #include <tuple>
 #include <utility>
 
-#include "rev/cpu/elementwise.hpp"
+#include "rev/cpu.hpp"
+#include "rev/ops/elementwise.hpp"
 
 #include "rev/core/layer.hpp"
 #include "rev/core/traits.hpp"

@@ -1,10 +1,4 @@
-// 2-D convolution (cross-correlation, as PyTorch's conv2d) with stride, zero padding, dilation
-// and groups, and its backward pass.
-//
-//   y[n, o, i, j] = b[o] + sum_{c, u, v} w[o, c, u, v] * x[n, g*Cg + c, i*s_h - p_h + u*d_h, j*s_w - p_w + v*d_w]
-//
-// for o in group g (Cg = C_in / groups input channels per group; x is zero outside the image).
-// Output extent: floor((H + 2p - d(k-1) - 1) / s) + 1.
+// The CPU kernels of rev/ops/conv2d.hpp.
 //
 // Three kernels, picked by the geometry:
 //   pointwise  1x1, stride 1, no padding: one GEMM per sample and group, W [Co x Ci] * X [Ci x HW];
@@ -24,74 +18,40 @@
 #include "rev/core/parallel.hpp"
 #include "rev/core/tensor.hpp"
 #include "rev/cpu/gemm.hpp"
+#include "rev/ops/conv2d.hpp"
 
-namespace rev::ops {
+namespace rev::ops::detail {
 
-struct conv2d_params {
-  int stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1, groups = 1;
-};
-
-namespace detail {
-
-/// floor((in + 2 pad - dilation (k - 1) - 1) / stride) + 1
-inline index_t conv_out_size(index_t in, index_t k, int stride, int pad, int dilation) {
-  return (in + 2 * index_t{pad} - index_t{dilation} * (k - 1) - 1) / stride + 1;
+// y[o, j] += bias[o] for the rows o < rows of a block whose rows start ld elements apart.
+template <Scalar T>
+void add_bias(T* y, index_t rows, index_t cols, index_t ld, const T* bias) {
+  for (index_t o = 0; o < rows; ++o)
+    for (index_t j = 0; j < cols; ++j) y[o * ld + j] += bias[o];
 }
 
-// The extents of one convolution, checked.
-struct conv_geometry {
-  index_t n, c_in, h, w;  // input
-  index_t c_out, kh, kw;  // weight
-  index_t ho, wo;         // output
-  index_t groups, cin_g, cout_g;
-  conv2d_params p;
+// ---------------------------------------------------------------------------------------------
+// Depthwise (groups == C_in == C_out): one k_h x k_w filter per channel, applied directly.
+//
+// The planes of `lanes` consecutive channels of one sample are interleaved (register-transposed)
+// into a zero-padded buffer P[Hp][Wp][lanes], channel fastest, so that every tap of every output
+// pixel is one lanes-wide multiply-add, whatever the stride and however small the plane (the
+// networks' depthwise convs run on 7x7 to 56x56 maps with strides 1 to 8). Lanes past the last
+// channel hold zeros.
 
-  index_t in_plane() const { return h * w; }
-  index_t out_plane() const { return ho * wo; }
-  index_t taps() const { return kh * kw; }
-  Shape out_shape() const { return {n, c_out, ho, wo}; }
-  bool depthwise() const { return groups == c_in && c_in == c_out; }
-  bool pointwise() const {
-    return kh == 1 && kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
-  }
-};
+inline constexpr index_t lanes = 8;
 
-// Reads extents only, so every backend shares it.
-template <Scalar T, class B>
-conv_geometry conv_check(const char* who, const Tensor<T, B>& x, const Tensor<T, B>& w,
-                         std::type_identity_t<const Tensor<T, B>*> bias, const conv2d_params& p) {
-  check<value_error>(p.stride_h >= 1 && p.stride_w >= 1, who, ": stride ", p.stride_h, "x", p.stride_w,
-                     " must be at least 1");
-  check<value_error>(p.dilation_h >= 1 && p.dilation_w >= 1, who, ": dilation ", p.dilation_h, "x", p.dilation_w,
-                     " must be at least 1");
-  check<value_error>(p.pad_h >= 0 && p.pad_w >= 0, who, ": padding ", p.pad_h, "x", p.pad_w, " must not be negative");
-  check<value_error>(p.groups >= 1, who, ": groups ", p.groups, " must be at least 1");
-  expect_rank(x, 4, who, "input");
-  expect_rank(w, 4, who, "weight");
-  conv_geometry g{};
-  g.p = p;
-  g.n = x.size(0), g.c_in = x.size(1), g.h = x.size(2), g.w = x.size(3);
-  g.c_out = w.size(0), g.kh = w.size(2), g.kw = w.size(3);
-  g.groups = p.groups;
-  check<shape_error>(g.c_out >= 1 && w.size(1) >= 1 && g.kh >= 1 && g.kw >= 1, who, ": weight has extents ", w.shape(),
-                     ", expected positive extents [C_out, C_in/groups, kh, kw]");
-  check<shape_error>(g.c_out % g.groups == 0, who, ": weight has ", g.c_out,
-                     " output channels, not divisible by groups ", g.groups);
-  check<shape_error>(g.c_in % g.groups == 0, who, ": input has ", g.c_in, " channels, not divisible by groups ",
-                     g.groups);
-  check<shape_error>(g.c_in == w.size(1) * g.groups, who, ": input has ", g.c_in, " channels, expected ",
-                     w.size(1) * g.groups, " (weight ", w.shape(), ", groups ", g.groups, ")");
-  g.cin_g = g.c_in / g.groups;
-  g.cout_g = g.c_out / g.groups;
-  const index_t span_h = index_t{p.dilation_h} * (g.kh - 1) + 1, span_w = index_t{p.dilation_w} * (g.kw - 1) + 1;
-  check<shape_error>(span_h <= g.h + 2 * index_t{p.pad_h} && span_w <= g.w + 2 * index_t{p.pad_w}, who, ": kernel ",
-                     g.kh, "x", g.kw, " with dilation ", p.dilation_h, "x", p.dilation_w, " spans ", span_h, "x",
-                     span_w, ", larger than the padded input ", g.h + 2 * index_t{p.pad_h}, "x",
-                     g.w + 2 * index_t{p.pad_w}, " (input ", x.shape(), ", padding ", p.pad_h, "x", p.pad_w, ")");
-  if (bias) expect_shape(*bias, Shape{g.c_out}, who, "bias");
-  g.ho = conv_out_size(g.h, g.kh, p.stride_h, p.pad_h, p.dilation_h);
-  g.wo = conv_out_size(g.w, g.kw, p.stride_w, p.pad_w, p.dilation_w);
-  return g;
+// A vector of `lanes` elements (one per interleaved channel), as Eigen packets.
+template <class T>
+using lane_vec = Eigen::Array<T, lanes, 1>;
+
+template <class T>
+Eigen::Map<const lane_vec<T>> lane(const T* p) {
+  return Eigen::Map<const lane_vec<T>>(p);
+}
+
+template <class T>
+Eigen::Map<lane_vec<T>> lane(T* p) {
+  return Eigen::Map<lane_vec<T>>(p);
 }
 
 // Work per parallel task worth its scheduling (multiply-adds).
@@ -99,13 +59,6 @@ inline constexpr index_t conv_task_flops = 1 << 16;
 
 inline index_t grain_for(index_t flops_per_item) {
   return std::max<index_t>(1, conv_task_flops / std::max<index_t>(flops_per_item, 1));
-}
-
-// y[o, j] += bias[o] for the rows o < rows of a block whose rows start ld elements apart.
-template <Scalar T>
-void add_bias(T* y, index_t rows, index_t cols, index_t ld, const T* bias) {
-  for (index_t o = 0; o < rows; ++o)
-    for (index_t j = 0; j < cols; ++j) y[o * ld + j] += bias[o];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -304,17 +257,6 @@ void general_backward(const conv_geometry& g, const T* x, const T* w, const T* d
   else parallel_for(g.n, 1, [&](index_t b, index_t e) { samples(b, e, nullptr); });
 }
 
-// ---------------------------------------------------------------------------------------------
-// Depthwise (groups == C_in == C_out): one k_h x k_w filter per channel, applied directly.
-//
-// The planes of `lanes` consecutive channels of one sample are interleaved (register-transposed)
-// into a zero-padded buffer P[Hp][Wp][lanes], channel fastest, so that every tap of every output
-// pixel is one lanes-wide multiply-add, whatever the stride and however small the plane (the
-// networks' depthwise convs run on 7x7 to 56x56 maps with strides 1 to 8). Lanes past the last
-// channel hold zeros.
-
-inline constexpr index_t lanes = 8;
-
 // Eigen's packets are vector types with alignment attributes, which g++ warns about dropping
 // when they are template arguments (PacketBlock<packet, P>); Eigen itself silences this too.
 #pragma GCC diagnostic push
@@ -424,18 +366,6 @@ struct lanes_layout {
       for (index_t l = 0; l < lanes; ++l) wt[t * lanes + l] = c0 + l < c ? weight[(c0 + l) * taps + t] : T(0);
   }
 };
-
-// A vector of `lanes` elements (one per interleaved channel), as Eigen packets.
-template <class T>
-using lane_vec = Eigen::Array<T, lanes, 1>;
-template <class T>
-Eigen::Map<const lane_vec<T>> lane(const T* p) {
-  return Eigen::Map<const lane_vec<T>>(p);
-}
-template <class T>
-Eigen::Map<lane_vec<T>> lane(T* p) {
-  return Eigen::Map<lane_vec<T>>(p);
-}
 
 // Output pixels q0 .. q0 + J - 1 (row-major over Ho x Wo) of one channel group:
 // z[q] = bias + sum_t wt[t] * p[origin(q) + off_t], J independent accumulators.
@@ -608,49 +538,49 @@ void bias_backward(const conv_geometry& g, const T* dy, T* db) {
   });
 }
 
-}  // namespace detail
+}  // namespace rev::ops::detail
 
-/// y = conv2d(x, w) + bias. x [N, C_in, H, W], w [C_out, C_in/groups, kh, kw], bias [C_out] or
-/// nullptr; zero padding. Returns [N, C_out, Ho, Wo].
-template <Scalar T>
-Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& w, std::type_identity_t<const Tensor<T>*> bias,
-                 const conv2d_params& p) {
-  const auto g = detail::conv_check("rev::ops::conv2d", x, w, bias, p);
-  Tensor<T> y = Tensor<T>::uninitialized(g.out_shape());
-  if (op_counts* c = rev::detail::active_op_counts()) {
-    c->conv_macs += y.numel() * w.size(1) * w.size(2) * w.size(3);
-    if (bias) c->conv_bias += y.numel();
+namespace rev::ops::host {
+
+struct conv2d_kernels {
+  template <Scalar T>
+  static Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& w, std::type_identity_t<const Tensor<T>*> bias,
+                          const conv2d_params& p) {
+    const auto g = detail::conv_check("rev::ops::conv2d", x, w, bias, p);
+    Tensor<T> y = Tensor<T>::uninitialized(g.out_shape());
+    if (op_counts* c = rev::detail::active_op_counts()) {
+      c->conv_macs += y.numel() * w.size(1) * w.size(2) * w.size(3);
+      if (bias) c->conv_bias += y.numel();
+    }
+    if (y.numel() == 0) return y;
+    const T* b = bias ? bias->data() : nullptr;
+    if (g.depthwise()) detail::depthwise_forward(g, x.data(), w.data(), b, y.data());
+    else if (g.pointwise()) detail::pointwise_forward(g, x.data(), w.data(), b, y.data());
+    else detail::general_forward(g, x.data(), w.data(), b, y.data());
+    return y;
   }
-  if (y.numel() == 0) return y;
-  const T* b = bias ? bias->data() : nullptr;
-  if (g.depthwise()) detail::depthwise_forward(g, x.data(), w.data(), b, y.data());
-  else if (g.pointwise()) detail::pointwise_forward(g, x.data(), w.data(), b, y.data());
-  else detail::general_forward(g, x.data(), w.data(), b, y.data());
-  return y;
-}
 
-/// The backward of conv2d given dy = dL/dy [N, C_out, Ho, Wo]. Returns dL/dx (an empty tensor
-/// when need_dx is false); ADDS dL/dw into *dw and dL/dbias into *db when they are non-null.
-template <Scalar T>
-Tensor<T> conv2d_backward(const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& dy, const conv2d_params& p,
-                          std::type_identity_t<Tensor<T>*> dw, std::type_identity_t<Tensor<T>*> db,
-                          bool need_dx = true) {
-  constexpr const char* who = "rev::ops::conv2d_backward";
-  const auto g = detail::conv_check(who, x, w, nullptr, p);
-  expect_shape(dy, g.out_shape(), who, "output gradient");
-  if (dw) expect_shape(*dw, w.shape(), who, "weight gradient");
-  if (db) expect_shape(*db, Shape{g.c_out}, who, "bias gradient");
-  // col2im accumulates into dx; the other kernels write every element.
-  const bool general = !g.depthwise() && !g.pointwise();
-  Tensor<T> dx = !need_dx ? Tensor<T>() : general ? Tensor<T>(x.shape()) : Tensor<T>::uninitialized(x.shape());
-  if (dy.numel() == 0) return dx;
-  T* dwp = dw ? dw->data() : nullptr;
-  T* dxp = need_dx ? dx.data() : nullptr;
-  if (general) detail::general_backward(g, x.data(), w.data(), dy.data(), dwp, dxp);
-  else if (g.depthwise()) detail::depthwise_backward(g, x.data(), w.data(), dy.data(), dwp, dxp);
-  else detail::pointwise_backward(g, x.data(), w.data(), dy.data(), dwp, dxp);
-  if (db) detail::bias_backward(g, dy.data(), db->data());
-  return dx;
-}
+  template <Scalar T>
+  static Tensor<T> conv2d_backward(const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& dy, const conv2d_params& p,
+                                   std::type_identity_t<Tensor<T>*> dw, std::type_identity_t<Tensor<T>*> db,
+                                   bool need_dx) {
+    constexpr const char* who = "rev::ops::conv2d_backward";
+    const auto g = detail::conv_check(who, x, w, nullptr, p);
+    expect_shape(dy, g.out_shape(), who, "output gradient");
+    if (dw) expect_shape(*dw, w.shape(), who, "weight gradient");
+    if (db) expect_shape(*db, Shape{g.c_out}, who, "bias gradient");
+    // col2im accumulates into dx; the other kernels write every element.
+    const bool general = !g.depthwise() && !g.pointwise();
+    Tensor<T> dx = !need_dx ? Tensor<T>() : general ? Tensor<T>(x.shape()) : Tensor<T>::uninitialized(x.shape());
+    if (dy.numel() == 0) return dx;
+    T* dwp = dw ? dw->data() : nullptr;
+    T* dxp = need_dx ? dx.data() : nullptr;
+    if (general) detail::general_backward(g, x.data(), w.data(), dy.data(), dwp, dxp);
+    else if (g.depthwise()) detail::depthwise_backward(g, x.data(), w.data(), dy.data(), dwp, dxp);
+    else detail::pointwise_backward(g, x.data(), w.data(), dy.data(), dwp, dxp);
+    if (db) detail::bias_backward(g, dy.data(), db->data());
+    return dx;
+  }
+};
 
-}  // namespace rev::ops
+}  // namespace rev::ops::host

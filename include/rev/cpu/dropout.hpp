@@ -1,10 +1,4 @@
-// Dropout and drop-path (stochastic depth) with masks drawn from a counter-based generator.
-//   dropout:   element i is kept iff philox::uniform(s, i) >= p
-//   drop_path: sample n (index along dim 0) is kept iff philox::uniform(s, n) >= p
-// Kept values are scaled by 1/(1-p), dropped ones are 0 (inverted dropout; SlowFast's drop_path
-// x / keep * floor(keep + U) is the same rule with keep = 1 - p). The mask is a pure function of
-// the rng_state, so the backward, and a reversible recomputation, regenerate it from those
-// 16 bytes: nothing else is stored.
+// The CPU kernels of rev/ops/dropout.hpp.
 #pragma once
 
 #include <algorithm>
@@ -16,20 +10,11 @@
 #include "rev/core/parallel.hpp"
 #include "rev/core/rng.hpp"
 #include "rev/core/tensor.hpp"
+#include "rev/ops/dropout.hpp"
 
-namespace rev::ops {
-
-namespace detail {
+namespace rev::ops::detail {
 
 inline constexpr index_t dropout_grain = 1 << 14;
-
-inline void check_drop_probability(double p, const char* who) {
-  check<value_error>(p >= 0 && p < 1, who, ": p must be in [0, 1), got ", p);
-}
-
-// The smallest 24-bit value k with k / 2^24 >= p: philox::uniform(s, i) >= p holds iff
-// philox::bits(s, i) >> 8 >= keep_threshold(p) (p * 2^24 is exact in double).
-inline std::uint32_t keep_threshold(double p) { return static_cast<std::uint32_t>(std::ceil(p * 16777216.0)); }
 
 // Calls f(i, kept_i) for i in [begin, end), kept_i = (philox::uniform(s, i) >= p), evaluating
 // each Philox block (4 numbers) once.
@@ -87,30 +72,30 @@ Tensor<T> apply_drop_path(const Tensor<T>& x, double p, const rng_state& s, cons
   return y;
 }
 
-}  // namespace detail
+}  // namespace rev::ops::detail
 
-/// y_i = x_i / (1 - p) if philox::uniform(s, i) >= p, else 0. p in [0, 1).
-template <Scalar T>
-Tensor<T> dropout(const Tensor<T>& x, double p, const rng_state& s) {
-  return detail::apply_dropout(x, p, s, "rev::ops::dropout");
-}
+namespace rev::ops::host {
 
-/// dx = dy masked and scaled like the forward with the same p and rng_state.
-template <Scalar T>
-Tensor<T> dropout_backward(const Tensor<T>& dy, double p, const rng_state& s) {
-  return detail::apply_dropout(dy, p, s, "rev::ops::dropout_backward");
-}
+struct dropout_kernels {
+  template <Scalar T>
+  static Tensor<T> dropout(const Tensor<T>& x, double p, const rng_state& s) {
+    return detail::apply_dropout(x, p, s, "rev::ops::dropout");
+  }
 
-/// y[n, ...] = x[n, ...] / (1 - p) if philox::uniform(s, n) >= p, else 0. p in [0, 1).
-template <Scalar T>
-Tensor<T> drop_path(const Tensor<T>& x, double p, const rng_state& s) {
-  return detail::apply_drop_path(x, p, s, "rev::ops::drop_path");
-}
+  template <Scalar T>
+  static Tensor<T> dropout_backward(const Tensor<T>& dy, double p, const rng_state& s) {
+    return detail::apply_dropout(dy, p, s, "rev::ops::dropout_backward");
+  }
 
-/// dx = dy masked and scaled per sample like the forward with the same p and rng_state.
-template <Scalar T>
-Tensor<T> drop_path_backward(const Tensor<T>& dy, double p, const rng_state& s) {
-  return detail::apply_drop_path(dy, p, s, "rev::ops::drop_path_backward");
-}
+  template <Scalar T>
+  static Tensor<T> drop_path(const Tensor<T>& x, double p, const rng_state& s) {
+    return detail::apply_drop_path(x, p, s, "rev::ops::drop_path");
+  }
 
-}  // namespace rev::ops
+  template <Scalar T>
+  static Tensor<T> drop_path_backward(const Tensor<T>& dy, double p, const rng_state& s) {
+    return detail::apply_drop_path(dy, p, s, "rev::ops::drop_path_backward");
+  }
+};
+
+}  // namespace rev::ops::host

@@ -6,10 +6,9 @@
 #include <concepts>
 #include <type_traits>
 
-#include "rev/cpu/eigen.hpp"
-
 #include "rev/core/parallel.hpp"
 #include "rev/core/tensor.hpp"
+#include "rev/cpu/eigen.hpp"
 
 namespace rev::ops {
 

@@ -1,11 +1,4 @@
-// Layer normalisation (Ba et al. 2016) with a biased variance and a per-channel affine map:
-//
-//   y = (x - mean) * rstd * weight + bias,   rstd = 1 / sqrt(var + eps)
-//
-// layer_norm normalises over the last extent of tokens [..., D] (PyTorch's F.layer_norm);
-// layer_norm_channels over the channels of an NCHW map at every pixel (RevCol's and
-// ConvNeXt's "channels_first" LayerNorm, ../shared/specs/revcol.md §2). Statistics are
-// accumulated in double.
+// The CPU kernels of rev/ops/layernorm.hpp.
 #pragma once
 
 #include <algorithm>
@@ -18,27 +11,9 @@
 #include "rev/core/parallel.hpp"
 #include "rev/core/tensor.hpp"
 #include "rev/cpu/moments.hpp"
+#include "rev/ops/layernorm.hpp"
 
-namespace rev::ops {
-
-namespace detail {
-
-template <Scalar T, class B>
-void ln_check_params(const char* who, index_t D, const Tensor<T, B>& weight,
-                     std::type_identity_t<const Tensor<T, B>*> bias) {
-  expect_shape(weight, Shape{D}, who, "weight");
-  if (bias) expect_shape(*bias, Shape{D}, who, "bias");
-}
-
-template <Scalar T, class B>
-void ln_check_grads(const char* who, index_t D, const Tensor<T, B>* dweight, const Tensor<T, B>* dbias) {
-  if (dweight) expect_shape(*dweight, Shape{D}, who, "dweight");
-  if (dbias) expect_shape(*dbias, Shape{D}, who, "dbias");
-}
-
-inline void ln_check_eps(const char* who, double eps) {
-  check<value_error>(eps >= 0 && std::isfinite(eps), who, ": eps must be finite and >= 0, got ", eps);
-}
+namespace rev::ops::detail {
 
 // Runs body(begin, end, dw, db) over [0, items) split into a fixed number of blocks, each
 // with its own partial parameter gradients dw, db [D] in double (nullptr when neither gradient
@@ -103,168 +78,165 @@ void ln_row_stats(const T* x, index_t D, double eps, double& mean, double& rstd)
   rstd = 1.0 / std::sqrt(std::max(0.0, s2 / static_cast<double>(D) - d * d) + eps);
 }
 
-}  // namespace detail
+}  // namespace rev::ops::detail
 
-/// LayerNorm over the channels of x [N, C, H, W] at each pixel; weight, bias [C].
-template <Scalar T>
-Tensor<T> layer_norm_channels(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias, double eps) {
-  constexpr const char* who = "rev::ops::layer_norm_channels";
-  expect_rank(x, 4, who);
-  const index_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
-  detail::ln_check_params(who, C, weight, &bias);
-  detail::ln_check_eps(who, eps);
-  Tensor<T> y = Tensor<T>::uninitialized(x.shape());
-  const index_t tiles = (HW + detail::ln_tile - 1) / detail::ln_tile;
-  const T *px = x.data(), *pw = weight.data(), *pb = bias.data();
-  T* py = y.data();
-  const index_t grain =
-      std::max<index_t>(1, (index_t{1} << 14) / std::max<index_t>(C * std::min(HW, detail::ln_tile), 1));
-  parallel_for(N * tiles, grain, [&](index_t b, index_t e) {
-    std::array<double, detail::ln_tile> mean, rstd;
-    std::array<T, detail::ln_tile> tm, tr;
-    for (index_t t = b; t < e; ++t) {
-      const index_t n = t / tiles, p0 = (t % tiles) * detail::ln_tile, P = std::min(detail::ln_tile, HW - p0);
-      const T* xs = px + n * C * HW + p0;
-      T* ys = py + n * C * HW + p0;
-      detail::ln_pixel_stats(xs, C, HW, P, eps, mean.data(), rstd.data());
-      for (index_t p = 0; p < P; ++p) {
-        tm[p] = static_cast<T>(mean[p]);
-        tr[p] = static_cast<T>(rstd[p]);
+namespace rev::ops::host {
+
+struct layernorm_kernels {
+  template <Scalar T>
+  static Tensor<T> layer_norm_channels(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias, double eps) {
+    constexpr const char* who = "rev::ops::layer_norm_channels";
+    expect_rank(x, 4, who);
+    const index_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
+    detail::ln_check_params(who, C, weight, &bias);
+    detail::ln_check_eps(who, eps);
+    Tensor<T> y = Tensor<T>::uninitialized(x.shape());
+    const index_t tiles = (HW + detail::ln_tile - 1) / detail::ln_tile;
+    const T *px = x.data(), *pw = weight.data(), *pb = bias.data();
+    T* py = y.data();
+    const index_t grain =
+        std::max<index_t>(1, (index_t{1} << 14) / std::max<index_t>(C * std::min(HW, detail::ln_tile), 1));
+    parallel_for(N * tiles, grain, [&](index_t b, index_t e) {
+      std::array<double, detail::ln_tile> mean, rstd;
+      std::array<T, detail::ln_tile> tm, tr;
+      for (index_t t = b; t < e; ++t) {
+        const index_t n = t / tiles, p0 = (t % tiles) * detail::ln_tile, P = std::min(detail::ln_tile, HW - p0);
+        const T* xs = px + n * C * HW + p0;
+        T* ys = py + n * C * HW + p0;
+        detail::ln_pixel_stats(xs, C, HW, P, eps, mean.data(), rstd.data());
+        for (index_t p = 0; p < P; ++p) {
+          tm[p] = static_cast<T>(mean[p]);
+          tr[p] = static_cast<T>(rstd[p]);
+        }
+        for (index_t c = 0; c < C; ++c)
+          for (index_t p = 0; p < P; ++p) ys[c * HW + p] = (xs[c * HW + p] - tm[p]) * tr[p] * pw[c] + pb[c];
       }
-      for (index_t c = 0; c < C; ++c)
-        for (index_t p = 0; p < P; ++p) ys[c * HW + p] = (xs[c * HW + p] - tm[p]) * tr[p] * pw[c] + pb[c];
-    }
-  });
-  return y;
-}
+    });
+    return y;
+  }
 
-/// Backward of layer_norm_channels. With xhat = (x - mean) * rstd and g = dy * weight, per pixel
-///   dx = rstd * (g - mean_c(g) - xhat * mean_c(g * xhat)),
-///   dweight += sum_{n,h,w}(dy * xhat),  dbias += sum_{n,h,w}(dy).
-template <Scalar T>
-Tensor<T> layer_norm_channels_backward(const Tensor<T>& x, const Tensor<T>& weight, double eps, const Tensor<T>& dy,
+  template <Scalar T>
+  static Tensor<T> layer_norm_channels_backward(const Tensor<T>& x, const Tensor<T>& weight, double eps,
+                                                const Tensor<T>& dy, std::type_identity_t<Tensor<T>*> dweight,
+                                                std::type_identity_t<Tensor<T>*> dbias) {
+    constexpr const char* who = "rev::ops::layer_norm_channels_backward";
+    expect_rank(x, 4, who);
+    const index_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
+    detail::ln_check_params<T>(who, C, weight, nullptr);
+    detail::ln_check_eps(who, eps);
+    expect_shape(dy, x.shape(), who, "dy");
+    detail::ln_check_grads(who, C, dweight, dbias);
+    Tensor<T> dx = Tensor<T>::uninitialized(x.shape());
+    const index_t tiles = (HW + detail::ln_tile - 1) / detail::ln_tile;
+    const T *px = x.data(), *pw = weight.data(), *pg = dy.data();
+    T* pdx = dx.data();
+    const index_t grain =
+        std::max<index_t>(1, (index_t{1} << 13) / std::max<index_t>(C * std::min(HW, detail::ln_tile), 1));
+    detail::ln_blocked(N * tiles, grain, C, dweight, dbias, [&](index_t b, index_t e, double* dw, double* db) {
+      std::array<double, detail::ln_tile> mean, rstd, sg, sgx, gx;
+      std::array<T, detail::ln_tile> tm, tr, k0, k1;
+      for (index_t t = b; t < e; ++t) {
+        const index_t n = t / tiles, p0 = (t % tiles) * detail::ln_tile, P = std::min(detail::ln_tile, HW - p0);
+        const index_t off = n * C * HW + p0;
+        const T *xs = px + off, *gs = pg + off;
+        T* ds = pdx + off;
+        detail::ln_pixel_stats(xs, C, HW, P, eps, mean.data(), rstd.data());
+        std::fill(sg.begin(), sg.begin() + P, 0.0);
+        std::fill(sgx.begin(), sgx.begin() + P, 0.0);
+        for (index_t c = 0; c < C; ++c) {
+          const double w = static_cast<double>(pw[c]);
+          const T* xc = xs + c * HW;
+          const T* gc = gs + c * HW;
+          for (index_t p = 0; p < P; ++p) {
+            const double xhat = (static_cast<double>(xc[p]) - mean[p]) * rstd[p], g = static_cast<double>(gc[p]);
+            sg[p] += g * w;
+            sgx[p] += g * w * xhat;
+            gx[p] = g * xhat;
+          }
+          if (dw) {
+            dw[c] += detail::sum_values(gx.data(), P);
+            db[c] += detail::sum_values(gc, P);
+          }
+        }
+        // dx = rstd * (g * w - mean_c(g * w)) - k1 * (x - mean) with k1 = rstd^2 mean_c(g * w * xhat).
+        for (index_t p = 0; p < P; ++p) {
+          tm[p] = static_cast<T>(mean[p]);
+          tr[p] = static_cast<T>(rstd[p]);
+          k0[p] = static_cast<T>(rstd[p] * sg[p] / static_cast<double>(C));
+          k1[p] = static_cast<T>(rstd[p] * rstd[p] * sgx[p] / static_cast<double>(C));
+        }
+        for (index_t c = 0; c < C; ++c) {
+          const T w = pw[c];
+          const T* xc = xs + c * HW;
+          const T* gc = gs + c * HW;
+          T* dc = ds + c * HW;
+          for (index_t p = 0; p < P; ++p) dc[p] = tr[p] * gc[p] * w - k0[p] - k1[p] * (xc[p] - tm[p]);
+        }
+      }
+    });
+    return dx;
+  }
+
+  template <Scalar T>
+  static Tensor<T> layer_norm(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias, double eps) {
+    constexpr const char* who = "rev::ops::layer_norm";
+    check<shape_error>(x.rank() >= 1, who, ": input has rank 0, expected [..., D]");
+    const index_t D = x.size(-1), rows = D > 0 ? x.numel() / D : 0;
+    detail::ln_check_params(who, D, weight, &bias);
+    detail::ln_check_eps(who, eps);
+    Tensor<T> y = Tensor<T>::uninitialized(x.shape());
+    const T *px = x.data(), *pw = weight.data(), *pb = bias.data();
+    T* py = y.data();
+    parallel_for(rows, std::max<index_t>(1, (index_t{1} << 14) / std::max<index_t>(D, 1)), [&](index_t b, index_t e) {
+      for (index_t r = b; r < e; ++r) {
+        const T* xs = px + r * D;
+        T* ys = py + r * D;
+        double mean, rstd;
+        detail::ln_row_stats(xs, D, eps, mean, rstd);
+        const T tm = static_cast<T>(mean), tr = static_cast<T>(rstd);
+        for (index_t i = 0; i < D; ++i) ys[i] = (xs[i] - tm) * tr * pw[i] + pb[i];
+      }
+    });
+    return y;
+  }
+
+  template <Scalar T>
+  static Tensor<T> layer_norm_backward(const Tensor<T>& x, const Tensor<T>& weight, double eps, const Tensor<T>& dy,
                                        std::type_identity_t<Tensor<T>*> dweight,
                                        std::type_identity_t<Tensor<T>*> dbias) {
-  constexpr const char* who = "rev::ops::layer_norm_channels_backward";
-  expect_rank(x, 4, who);
-  const index_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
-  detail::ln_check_params<T>(who, C, weight, nullptr);
-  detail::ln_check_eps(who, eps);
-  expect_shape(dy, x.shape(), who, "dy");
-  detail::ln_check_grads(who, C, dweight, dbias);
-  Tensor<T> dx = Tensor<T>::uninitialized(x.shape());
-  const index_t tiles = (HW + detail::ln_tile - 1) / detail::ln_tile;
-  const T *px = x.data(), *pw = weight.data(), *pg = dy.data();
-  T* pdx = dx.data();
-  const index_t grain =
-      std::max<index_t>(1, (index_t{1} << 13) / std::max<index_t>(C * std::min(HW, detail::ln_tile), 1));
-  detail::ln_blocked(N * tiles, grain, C, dweight, dbias, [&](index_t b, index_t e, double* dw, double* db) {
-    std::array<double, detail::ln_tile> mean, rstd, sg, sgx, gx;
-    std::array<T, detail::ln_tile> tm, tr, k0, k1;
-    for (index_t t = b; t < e; ++t) {
-      const index_t n = t / tiles, p0 = (t % tiles) * detail::ln_tile, P = std::min(detail::ln_tile, HW - p0);
-      const index_t off = n * C * HW + p0;
-      const T *xs = px + off, *gs = pg + off;
-      T* ds = pdx + off;
-      detail::ln_pixel_stats(xs, C, HW, P, eps, mean.data(), rstd.data());
-      std::fill(sg.begin(), sg.begin() + P, 0.0);
-      std::fill(sgx.begin(), sgx.begin() + P, 0.0);
-      for (index_t c = 0; c < C; ++c) {
-        const double w = static_cast<double>(pw[c]);
-        const T* xc = xs + c * HW;
-        const T* gc = gs + c * HW;
-        for (index_t p = 0; p < P; ++p) {
-          const double xhat = (static_cast<double>(xc[p]) - mean[p]) * rstd[p], g = static_cast<double>(gc[p]);
-          sg[p] += g * w;
-          sgx[p] += g * w * xhat;
-          gx[p] = g * xhat;
-        }
-        if (dw) {
-          dw[c] += detail::sum_values(gx.data(), P);
-          db[c] += detail::sum_values(gc, P);
-        }
+    constexpr const char* who = "rev::ops::layer_norm_backward";
+    check<shape_error>(x.rank() >= 1, who, ": input has rank 0, expected [..., D]");
+    const index_t D = x.size(-1), rows = D > 0 ? x.numel() / D : 0;
+    detail::ln_check_params<T>(who, D, weight, nullptr);
+    detail::ln_check_eps(who, eps);
+    expect_shape(dy, x.shape(), who, "dy");
+    detail::ln_check_grads(who, D, dweight, dbias);
+    Tensor<T> dx = Tensor<T>::uninitialized(x.shape());
+    const T *px = x.data(), *pw = weight.data(), *pg = dy.data();
+    T* pdx = dx.data();
+    const index_t grain = std::max<index_t>(1, (index_t{1} << 13) / std::max<index_t>(D, 1));
+    detail::ln_blocked(rows, grain, D, dweight, dbias, [&](index_t b, index_t e, double* dw, double* db) {
+      for (index_t r = b; r < e; ++r) {
+        const T *xs = px + r * D, *gs = pg + r * D;
+        T* ds = pdx + r * D;
+        double mean, rstd, sg = 0, sgx = 0;  // sum(g), sum(g * (x - mean)) with g = dy * weight
+        detail::ln_row_stats(xs, D, eps, mean, rstd);
+        detail::sum_grad(xs, gs, pw, D, mean, sg, sgx);
+        // dx = rstd * g - k1 * (x - mean) - k0 with k1 = rstd^3 mean(g (x - mean)), k0 = rstd mean(g).
+        const double n = static_cast<double>(D);
+        const T tr = static_cast<T>(rstd), tm = static_cast<T>(mean), k1 = static_cast<T>(rstd * rstd * rstd * sgx / n),
+                k0 = static_cast<T>(rstd * sg / n);
+        for (index_t i = 0; i < D; ++i) ds[i] = tr * gs[i] * pw[i] - k1 * (xs[i] - tm) - k0;
+        if (dw)
+          for (index_t i = 0; i < D; ++i) {
+            const double g = static_cast<double>(gs[i]);
+            dw[i] += g * (static_cast<double>(xs[i]) - mean) * rstd;
+            db[i] += g;
+          }
       }
-      // dx = rstd * (g * w - mean_c(g * w)) - k1 * (x - mean) with k1 = rstd^2 mean_c(g * w * xhat).
-      for (index_t p = 0; p < P; ++p) {
-        tm[p] = static_cast<T>(mean[p]);
-        tr[p] = static_cast<T>(rstd[p]);
-        k0[p] = static_cast<T>(rstd[p] * sg[p] / static_cast<double>(C));
-        k1[p] = static_cast<T>(rstd[p] * rstd[p] * sgx[p] / static_cast<double>(C));
-      }
-      for (index_t c = 0; c < C; ++c) {
-        const T w = pw[c];
-        const T* xc = xs + c * HW;
-        const T* gc = gs + c * HW;
-        T* dc = ds + c * HW;
-        for (index_t p = 0; p < P; ++p) dc[p] = tr[p] * gc[p] * w - k0[p] - k1[p] * (xc[p] - tm[p]);
-      }
-    }
-  });
-  return dx;
-}
+    });
+    return dx;
+  }
+};
 
-/// LayerNorm over the last extent D of x [..., D]; weight, bias [D].
-template <Scalar T>
-Tensor<T> layer_norm(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias, double eps) {
-  constexpr const char* who = "rev::ops::layer_norm";
-  check<shape_error>(x.rank() >= 1, who, ": input has rank 0, expected [..., D]");
-  const index_t D = x.size(-1), rows = D > 0 ? x.numel() / D : 0;
-  detail::ln_check_params(who, D, weight, &bias);
-  detail::ln_check_eps(who, eps);
-  Tensor<T> y = Tensor<T>::uninitialized(x.shape());
-  const T *px = x.data(), *pw = weight.data(), *pb = bias.data();
-  T* py = y.data();
-  parallel_for(rows, std::max<index_t>(1, (index_t{1} << 14) / std::max<index_t>(D, 1)), [&](index_t b, index_t e) {
-    for (index_t r = b; r < e; ++r) {
-      const T* xs = px + r * D;
-      T* ys = py + r * D;
-      double mean, rstd;
-      detail::ln_row_stats(xs, D, eps, mean, rstd);
-      const T tm = static_cast<T>(mean), tr = static_cast<T>(rstd);
-      for (index_t i = 0; i < D; ++i) ys[i] = (xs[i] - tm) * tr * pw[i] + pb[i];
-    }
-  });
-  return y;
-}
-
-/// Backward of layer_norm. With xhat = (x - mean) * rstd and g = dy * weight, per row
-///   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),
-///   dweight += sum_rows(dy * xhat),  dbias += sum_rows(dy).
-template <Scalar T>
-Tensor<T> layer_norm_backward(const Tensor<T>& x, const Tensor<T>& weight, double eps, const Tensor<T>& dy,
-                              std::type_identity_t<Tensor<T>*> dweight, std::type_identity_t<Tensor<T>*> dbias) {
-  constexpr const char* who = "rev::ops::layer_norm_backward";
-  check<shape_error>(x.rank() >= 1, who, ": input has rank 0, expected [..., D]");
-  const index_t D = x.size(-1), rows = D > 0 ? x.numel() / D : 0;
-  detail::ln_check_params<T>(who, D, weight, nullptr);
-  detail::ln_check_eps(who, eps);
-  expect_shape(dy, x.shape(), who, "dy");
-  detail::ln_check_grads(who, D, dweight, dbias);
-  Tensor<T> dx = Tensor<T>::uninitialized(x.shape());
-  const T *px = x.data(), *pw = weight.data(), *pg = dy.data();
-  T* pdx = dx.data();
-  const index_t grain = std::max<index_t>(1, (index_t{1} << 13) / std::max<index_t>(D, 1));
-  detail::ln_blocked(rows, grain, D, dweight, dbias, [&](index_t b, index_t e, double* dw, double* db) {
-    for (index_t r = b; r < e; ++r) {
-      const T *xs = px + r * D, *gs = pg + r * D;
-      T* ds = pdx + r * D;
-      double mean, rstd, sg = 0, sgx = 0;  // sum(g), sum(g * (x - mean)) with g = dy * weight
-      detail::ln_row_stats(xs, D, eps, mean, rstd);
-      detail::sum_grad(xs, gs, pw, D, mean, sg, sgx);
-      // dx = rstd * g - k1 * (x - mean) - k0 with k1 = rstd^3 mean(g (x - mean)), k0 = rstd mean(g).
-      const double n = static_cast<double>(D);
-      const T tr = static_cast<T>(rstd), tm = static_cast<T>(mean), k1 = static_cast<T>(rstd * rstd * rstd * sgx / n),
-              k0 = static_cast<T>(rstd * sg / n);
-      for (index_t i = 0; i < D; ++i) ds[i] = tr * gs[i] * pw[i] - k1 * (xs[i] - tm) - k0;
-      if (dw)
-        for (index_t i = 0; i < D; ++i) {
-          const double g = static_cast<double>(gs[i]);
-          dw[i] += g * (static_cast<double>(xs[i]) - mean) * rstd;
-          db[i] += g;
-        }
-    }
-  });
-  return dx;
-}
-
-}  // namespace rev::ops
+}  // namespace rev::ops::host

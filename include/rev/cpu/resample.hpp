@@ -1,6 +1,4 @@
-// Up-sampling of NCHW maps by an integer factor: bilinear (align_corners = false) and nearest,
-// with PyTorch's conventions for a given scale_factor (../shared/specs/revbifpn.md §5.2,
-// ../shared/specs/revcol.md §3). Both are separable and linear; the backwards are their adjoints.
+// The CPU kernels of rev/ops/resample.hpp.
 #pragma once
 
 #include <algorithm>
@@ -10,10 +8,9 @@
 #include "rev/core/op_count.hpp"
 #include "rev/core/parallel.hpp"
 #include "rev/core/tensor.hpp"
+#include "rev/ops/resample.hpp"
 
-namespace rev::ops {
-
-namespace detail {
+namespace rev::ops::detail {
 
 inline constexpr index_t resample_grain = 1 << 14;  // output elements per task
 
@@ -97,156 +94,141 @@ struct bilinear_axis {
   }
 };
 
-template <class T, class B>
-void check_resample_args(const Tensor<T, B>& x, int factor, const char* who, const char* what) {
-  check<value_error>(factor >= 1, who, ": factor must be >= 1, got ", factor);
-  expect_rank(x, 4, who, what);
-}
+}  // namespace rev::ops::detail
 
-// The extents of the gradient of an up-sampling whose output gradient is dy.
-template <class T, class B>
-Shape downsampled_shape(const Tensor<T, B>& dy, int factor, const char* who) {
-  check_resample_args(dy, factor, who, "gradient");
-  check<shape_error>(dy.size(2) % factor == 0 && dy.size(3) % factor == 0, who, ": gradient has extents ", dy.shape(),
-                     ", expected H and W divisible by the factor ", factor);
-  return {dy.size(0), dy.size(1), dy.size(2) / factor, dy.size(3) / factor};
-}
+namespace rev::ops::host {
 
-}  // namespace detail
-
-/// Bilinear up-sampling by `factor`: [N, C, H, W] -> [N, C, H*f, W*f], align_corners = false.
-template <Scalar T>
-Tensor<T> upsample_bilinear(const Tensor<T>& x, int factor) {
-  detail::check_resample_args(x, factor, "rev::ops::upsample_bilinear", "input");
-  const index_t planes = x.size(0) * x.size(1), H = x.size(2), W = x.size(3), Ho = H * factor, Wo = W * factor;
-  Tensor<T> y = Tensor<T>::uninitialized({x.size(0), x.size(1), Ho, Wo});
-  if (op_counts* c = rev::detail::active_op_counts()) c->upsample_elements += y.numel();
-  if (y.numel() == 0) return y;
-  const detail::bilinear_axis<T> axis(factor);
-  const T* px = x.data();
-  T* py = y.data();
-  // Per plane: interpolate each input row along W into `rows` [H, Wo], then blend pairs of rows.
-  detail::dispatch_factor(factor, [&](auto fc) {
-    constexpr int F = decltype(fc)::value;
-    parallel_for(planes, std::max<index_t>(1, detail::resample_grain / (Ho * Wo)), [&](index_t b, index_t e) {
-      std::vector<T> rows(static_cast<std::size_t>(H * Wo));
-      for (index_t p = b; p < e; ++p) {
-        const T* in = px + p * H * W;
-        T* out = py + p * Ho * Wo;
-        for (index_t h = 0; h < H; ++h) axis.template interpolate<F>(in + h * W, W, rows.data() + h * Wo);
-        for (index_t oh = 0; oh < Ho; ++oh) {
-          index_t h0, h1;
-          T w0, w1;
-          axis.taps(oh, H, h0, h1, w0, w1);
-          const T* r0 = rows.data() + h0 * Wo;
-          const T* r1 = rows.data() + h1 * Wo;
-          T* dst = out + oh * Wo;
-          for (index_t o = 0; o < Wo; ++o) dst[o] = w0 * r0[o] + w1 * r1[o];
+struct resample_kernels {
+  template <Scalar T>
+  static Tensor<T> upsample_bilinear(const Tensor<T>& x, int factor) {
+    detail::check_resample_args(x, factor, "rev::ops::upsample_bilinear", "input");
+    const index_t planes = x.size(0) * x.size(1), H = x.size(2), W = x.size(3), Ho = H * factor, Wo = W * factor;
+    Tensor<T> y = Tensor<T>::uninitialized({x.size(0), x.size(1), Ho, Wo});
+    if (op_counts* c = rev::detail::active_op_counts()) c->upsample_elements += y.numel();
+    if (y.numel() == 0) return y;
+    const detail::bilinear_axis<T> axis(factor);
+    const T* px = x.data();
+    T* py = y.data();
+    // Per plane: interpolate each input row along W into `rows` [H, Wo], then blend pairs of rows.
+    detail::dispatch_factor(factor, [&](auto fc) {
+      constexpr int F = decltype(fc)::value;
+      parallel_for(planes, std::max<index_t>(1, detail::resample_grain / (Ho * Wo)), [&](index_t b, index_t e) {
+        std::vector<T> rows(static_cast<std::size_t>(H * Wo));
+        for (index_t p = b; p < e; ++p) {
+          const T* in = px + p * H * W;
+          T* out = py + p * Ho * Wo;
+          for (index_t h = 0; h < H; ++h) axis.template interpolate<F>(in + h * W, W, rows.data() + h * Wo);
+          for (index_t oh = 0; oh < Ho; ++oh) {
+            index_t h0, h1;
+            T w0, w1;
+            axis.taps(oh, H, h0, h1, w0, w1);
+            const T* r0 = rows.data() + h0 * Wo;
+            const T* r1 = rows.data() + h1 * Wo;
+            T* dst = out + oh * Wo;
+            for (index_t o = 0; o < Wo; ++o) dst[o] = w0 * r0[o] + w1 * r1[o];
+          }
         }
-      }
+      });
     });
-  });
-  return y;
-}
+    return y;
+  }
 
-/// The adjoint of upsample_bilinear: dy [N, C, H*f, W*f] -> dx [N, C, H, W].
-template <Scalar T>
-Tensor<T> upsample_bilinear_backward(const Tensor<T>& dy, int factor) {
-  const Shape xs = detail::downsampled_shape(dy, factor, "rev::ops::upsample_bilinear_backward");
-  const index_t planes = xs[0] * xs[1], H = xs[2], W = xs[3], Ho = dy.size(2), Wo = dy.size(3);
-  Tensor<T> dx = Tensor<T>::uninitialized(xs);
-  if (dx.numel() == 0) return dx;
-  const detail::bilinear_axis<T> axis(factor);
-  const T* pdy = dy.data();
-  T* pdx = dx.data();
-  // The forward's steps transposed, in reverse: scatter output rows onto `rows` [H, Wo], then
-  // reduce each row along W.
-  detail::dispatch_factor(factor, [&](auto fc) {
-    constexpr int F = decltype(fc)::value;
-    parallel_for(planes, std::max<index_t>(1, detail::resample_grain / (Ho * Wo)), [&](index_t b, index_t e) {
-      std::vector<T> rows(static_cast<std::size_t>(H * Wo));
-      for (index_t p = b; p < e; ++p) {
-        const T* g = pdy + p * Ho * Wo;
-        std::fill(rows.begin(), rows.end(), T(0));
-        for (index_t oh = 0; oh < Ho; ++oh) {
-          index_t h0, h1;
-          T w0, w1;
-          axis.taps(oh, H, h0, h1, w0, w1);
-          T* r0 = rows.data() + h0 * Wo;
-          T* r1 = rows.data() + h1 * Wo;
-          const T* src = g + oh * Wo;
-          for (index_t o = 0; o < Wo; ++o) r0[o] += w0 * src[o];
-          if (w1 != T(0))
-            for (index_t o = 0; o < Wo; ++o) r1[o] += w1 * src[o];
+  template <Scalar T>
+  static Tensor<T> upsample_bilinear_backward(const Tensor<T>& dy, int factor) {
+    const Shape xs = detail::downsampled_shape(dy, factor, "rev::ops::upsample_bilinear_backward");
+    const index_t planes = xs[0] * xs[1], H = xs[2], W = xs[3], Ho = dy.size(2), Wo = dy.size(3);
+    Tensor<T> dx = Tensor<T>::uninitialized(xs);
+    if (dx.numel() == 0) return dx;
+    const detail::bilinear_axis<T> axis(factor);
+    const T* pdy = dy.data();
+    T* pdx = dx.data();
+    // The forward's steps transposed, in reverse: scatter output rows onto `rows` [H, Wo], then
+    // reduce each row along W.
+    detail::dispatch_factor(factor, [&](auto fc) {
+      constexpr int F = decltype(fc)::value;
+      parallel_for(planes, std::max<index_t>(1, detail::resample_grain / (Ho * Wo)), [&](index_t b, index_t e) {
+        std::vector<T> rows(static_cast<std::size_t>(H * Wo));
+        for (index_t p = b; p < e; ++p) {
+          const T* g = pdy + p * Ho * Wo;
+          std::fill(rows.begin(), rows.end(), T(0));
+          for (index_t oh = 0; oh < Ho; ++oh) {
+            index_t h0, h1;
+            T w0, w1;
+            axis.taps(oh, H, h0, h1, w0, w1);
+            T* r0 = rows.data() + h0 * Wo;
+            T* r1 = rows.data() + h1 * Wo;
+            const T* src = g + oh * Wo;
+            for (index_t o = 0; o < Wo; ++o) r0[o] += w0 * src[o];
+            if (w1 != T(0))
+              for (index_t o = 0; o < Wo; ++o) r1[o] += w1 * src[o];
+          }
+          T* out = pdx + p * H * W;
+          for (index_t h = 0; h < H; ++h) axis.template adjoint<F>(rows.data() + h * Wo, W, out + h * W);
         }
-        T* out = pdx + p * H * W;
-        for (index_t h = 0; h < H; ++h) axis.template adjoint<F>(rows.data() + h * Wo, W, out + h * W);
-      }
+      });
     });
-  });
-  return dx;
-}
+    return dx;
+  }
 
-/// Nearest up-sampling by `factor`: y[n, c, o, p] = x[n, c, floor(o / f), floor(p / f)].
-template <Scalar T>
-Tensor<T> upsample_nearest(const Tensor<T>& x, int factor) {
-  detail::check_resample_args(x, factor, "rev::ops::upsample_nearest", "input");
-  const index_t H = x.size(2), W = x.size(3), Ho = H * factor, Wo = W * factor;
-  Tensor<T> y = Tensor<T>::uninitialized({x.size(0), x.size(1), Ho, Wo});
-  if (y.numel() == 0) return y;
-  const T* px = x.data();
-  T* py = y.data();
-  // One task unit = one input row, which fills `factor` identical output rows.
-  detail::dispatch_factor(factor, [&](auto fc) {
-    constexpr int F = decltype(fc)::value;
-    const int f = F > 0 ? F : factor;
-    parallel_for(x.size(0) * x.size(1) * H, std::max<index_t>(1, detail::resample_grain / (Wo * f)),
-                 [&](index_t b, index_t e) {
-                   for (index_t r = b; r < e; ++r) {
-                     const T* src = px + r * W;
-                     T* dst = py + r * f * Wo;
-                     for (index_t w = 0; w < W; ++w)
-                       for (int j = 0; j < f; ++j) dst[w * f + j] = src[w];
-                     for (int i = 1; i < f; ++i) std::copy(dst, dst + Wo, dst + i * Wo);
-                   }
-                 });
-  });
-  return y;
-}
-
-/// The adjoint of upsample_nearest: dx[n, c, h, w] = sum of dy over the f x f block of (h, w).
-template <Scalar T>
-Tensor<T> upsample_nearest_backward(const Tensor<T>& dy, int factor) {
-  const Shape xs = detail::downsampled_shape(dy, factor, "rev::ops::upsample_nearest_backward");
-  const index_t W = xs[3], Wo = dy.size(3);
-  Tensor<T> dx = Tensor<T>::uninitialized(xs);
-  if (dx.numel() == 0) return dx;
-  const T* pdy = dy.data();
-  T* pdx = dx.data();
-  detail::dispatch_factor(factor, [&](auto fc) {
-    constexpr int F = decltype(fc)::value;
-    const int f = F > 0 ? F : factor;
-    parallel_for(xs[0] * xs[1] * xs[2], std::max<index_t>(1, detail::resample_grain / (Wo * f)),
-                 [&](index_t b, index_t e) {
-                   for (index_t r = b; r < e; ++r) {
-                     const T* src = pdy + r * f * Wo;
-                     T* dst = pdx + r * W;
-                     // Row i of the block adds its groups of f columns.
-                     for (index_t w = 0; w < W; ++w) {
-                       T s = 0;
-                       for (int j = 0; j < f; ++j) s += src[w * f + j];
-                       dst[w] = s;
+  template <Scalar T>
+  static Tensor<T> upsample_nearest(const Tensor<T>& x, int factor) {
+    detail::check_resample_args(x, factor, "rev::ops::upsample_nearest", "input");
+    const index_t H = x.size(2), W = x.size(3), Ho = H * factor, Wo = W * factor;
+    Tensor<T> y = Tensor<T>::uninitialized({x.size(0), x.size(1), Ho, Wo});
+    if (y.numel() == 0) return y;
+    const T* px = x.data();
+    T* py = y.data();
+    // One task unit = one input row, which fills `factor` identical output rows.
+    detail::dispatch_factor(factor, [&](auto fc) {
+      constexpr int F = decltype(fc)::value;
+      const int f = F > 0 ? F : factor;
+      parallel_for(x.size(0) * x.size(1) * H, std::max<index_t>(1, detail::resample_grain / (Wo * f)),
+                   [&](index_t b, index_t e) {
+                     for (index_t r = b; r < e; ++r) {
+                       const T* src = px + r * W;
+                       T* dst = py + r * f * Wo;
+                       for (index_t w = 0; w < W; ++w)
+                         for (int j = 0; j < f; ++j) dst[w * f + j] = src[w];
+                       for (int i = 1; i < f; ++i) std::copy(dst, dst + Wo, dst + i * Wo);
                      }
-                     for (int i = 1; i < f; ++i)
+                   });
+    });
+    return y;
+  }
+
+  template <Scalar T>
+  static Tensor<T> upsample_nearest_backward(const Tensor<T>& dy, int factor) {
+    const Shape xs = detail::downsampled_shape(dy, factor, "rev::ops::upsample_nearest_backward");
+    const index_t W = xs[3], Wo = dy.size(3);
+    Tensor<T> dx = Tensor<T>::uninitialized(xs);
+    if (dx.numel() == 0) return dx;
+    const T* pdy = dy.data();
+    T* pdx = dx.data();
+    detail::dispatch_factor(factor, [&](auto fc) {
+      constexpr int F = decltype(fc)::value;
+      const int f = F > 0 ? F : factor;
+      parallel_for(xs[0] * xs[1] * xs[2], std::max<index_t>(1, detail::resample_grain / (Wo * f)),
+                   [&](index_t b, index_t e) {
+                     for (index_t r = b; r < e; ++r) {
+                       const T* src = pdy + r * f * Wo;
+                       T* dst = pdx + r * W;
+                       // Row i of the block adds its groups of f columns.
                        for (index_t w = 0; w < W; ++w) {
                          T s = 0;
-                         for (int j = 0; j < f; ++j) s += src[i * Wo + w * f + j];
-                         dst[w] += s;
+                         for (int j = 0; j < f; ++j) s += src[w * f + j];
+                         dst[w] = s;
                        }
-                   }
-                 });
-  });
-  return dx;
-}
+                       for (int i = 1; i < f; ++i)
+                         for (index_t w = 0; w < W; ++w) {
+                           T s = 0;
+                           for (int j = 0; j < f; ++j) s += src[i * Wo + w * f + j];
+                           dst[w] += s;
+                         }
+                     }
+                   });
+    });
+    return dx;
+  }
+};
 
-}  // namespace rev::ops
+}  // namespace rev::ops::host

@@ -1,4 +1,4 @@
-// Softmax over the last extent: y_i = exp(x_i - max x) / sum_j exp(x_j - max x).
+// The CPU kernels of rev/ops/softmax.hpp: a row per task, float rows with explicit SSE vectors.
 #pragma once
 
 #include <algorithm>
@@ -11,10 +11,9 @@
 #include "rev/core/errors.hpp"
 #include "rev/core/parallel.hpp"
 #include "rev/core/tensor.hpp"
+#include "rev/ops/softmax.hpp"
 
-namespace rev::ops {
-
-namespace detail {
+namespace rev::ops::detail {
 
 // One row of a softmax in T with Eigen (vectorised exp; the sum of the K positive terms in T).
 template <Scalar T>
@@ -79,40 +78,38 @@ inline void softmax_row<float>(const float* x, float* y, index_t K) {
 }
 #endif
 
-}  // namespace detail
+}  // namespace rev::ops::detail
 
-/// Softmax of x [..., K] over its last extent.
-template <Scalar T>
-Tensor<T> softmax(const Tensor<T>& x) {
-  check<shape_error>(x.rank() >= 1, "rev::ops::softmax: input has rank 0, expected [..., K]");
-  const index_t K = x.size(-1), rows = K > 0 ? x.numel() / K : 0;
-  Tensor<T> y = Tensor<T>::uninitialized(x.shape());
-  const T* px = x.data();
-  T* py = y.data();
-  parallel_for(rows, std::max<index_t>(1, (index_t{1} << 13) / std::max<index_t>(K, 1)), [&](index_t b, index_t e) {
-    for (index_t r = b; r < e; ++r) detail::softmax_row(px + r * K, py + r * K, K);
-  });
-  return y;
-}
+namespace rev::ops::host {
 
-/// Backward of softmax from its output y: dx_i = y_i * (dy_i - sum_j y_j dy_j).
-template <Scalar T>
-Tensor<T> softmax_backward(const Tensor<T>& y, const Tensor<T>& dy) {
-  constexpr const char* who = "rev::ops::softmax_backward";
-  check<shape_error>(y.rank() >= 1, who, ": output has rank 0, expected [..., K]");
-  expect_shape(dy, y.shape(), who, "dy");
-  const index_t K = y.size(-1), rows = K > 0 ? y.numel() / K : 0;
-  Tensor<T> dx = Tensor<T>::uninitialized(y.shape());
-  const T *py = y.data(), *pg = dy.data();
-  T* pd = dx.data();
-  parallel_for(rows, std::max<index_t>(1, (index_t{1} << 14) / std::max<index_t>(K, 1)), [&](index_t b, index_t e) {
-    for (index_t r = b; r < e; ++r) {
-      Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> yr(py + r * K, K), gr(pg + r * K, K);
-      Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> dr(pd + r * K, K);
-      dr = yr * (gr - (yr * gr).sum());
-    }
-  });
-  return dx;
-}
+struct softmax_kernels {
+  template <Scalar T>
+  static Tensor<T> softmax(const Tensor<T>& x) {
+    const index_t K = x.size(-1), rows = K > 0 ? x.numel() / K : 0;
+    Tensor<T> y = Tensor<T>::uninitialized(x.shape());
+    const T* px = x.data();
+    T* py = y.data();
+    parallel_for(rows, std::max<index_t>(1, (index_t{1} << 13) / std::max<index_t>(K, 1)), [&](index_t b, index_t e) {
+      for (index_t r = b; r < e; ++r) detail::softmax_row(px + r * K, py + r * K, K);
+    });
+    return y;
+  }
 
-}  // namespace rev::ops
+  template <Scalar T>
+  static Tensor<T> softmax_backward(const Tensor<T>& y, const Tensor<T>& dy) {
+    const index_t K = y.size(-1), rows = K > 0 ? y.numel() / K : 0;
+    Tensor<T> dx = Tensor<T>::uninitialized(y.shape());
+    const T *py = y.data(), *pg = dy.data();
+    T* pd = dx.data();
+    parallel_for(rows, std::max<index_t>(1, (index_t{1} << 14) / std::max<index_t>(K, 1)), [&](index_t b, index_t e) {
+      for (index_t r = b; r < e; ++r) {
+        Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> yr(py + r * K, K), gr(pg + r * K, K);
+        Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> dr(pd + r * K, K);
+        dr = yr * (gr - (yr * gr).sum());
+      }
+    });
+    return dx;
+  }
+};
+
+}  // namespace rev::ops::host

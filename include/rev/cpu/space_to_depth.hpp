@@ -1,9 +1,4 @@
-// Space-to-depth and its inverse, depth-to-space: a permutation of the elements of an NCHW map
-// that moves each b x b block of pixels into b*b channels. Two channel orders are in use:
-//   revbifpn         out[n, (i*b + j)*C + c, y, x] = in[n, c, b*y + i, b*x + j]
-//                    (RevBiFPN's stem, i-RevNet's "psi"; ../shared/specs/revbifpn.md §3.2)
-//   pixel_unshuffle  out[n, c*b*b + i*b + j, y, x] = in[n, c, b*y + i, b*x + j]   (PyTorch)
-// Being a permutation, each is the other's inverse and its own backward's transpose.
+// The CPU kernels of rev/ops/space_to_depth.hpp.
 #pragma once
 
 #include <algorithm>
@@ -11,15 +6,9 @@
 
 #include "rev/core/parallel.hpp"
 #include "rev/core/tensor.hpp"
+#include "rev/ops/space_to_depth.hpp"
 
-namespace rev::ops {
-
-enum class s2d_order {
-  revbifpn,        // out channel (i*b + j)*C + c
-  pixel_unshuffle  // out channel c*b*b + i*b + j
-};
-
-namespace detail {
+namespace rev::ops::detail {
 
 inline constexpr index_t s2d_grain = 1 << 14;  // elements per task
 
@@ -63,50 +52,25 @@ void s2d_dispatch(std::conditional_t<ToDepth, const T*, T*> map, std::conditiona
   }
 }
 
-}  // namespace detail
+}  // namespace rev::ops::detail
 
-namespace detail {
+namespace rev::ops::host {
 
-// The checks of space_to_depth (x: a map [N, C, H, W]) and of depth_to_space (y: a depth tensor
-// [N, C*b*b, H, W]), shared by every backend, and the extents each produces.
-template <class X>
-Shape s2d_depth_shape(const X& x, int block) {
-  constexpr const char* who = "rev::ops::space_to_depth";
-  check<value_error>(block >= 1, who, ": block must be >= 1, got ", block);
-  expect_rank(x, 4, who);
-  check<shape_error>(x.size(2) % block == 0 && x.size(3) % block == 0, who, ": input has extents ", x.shape(),
-                     ", expected H and W divisible by the block ", block);
-  return {x.size(0), x.size(1) * block * block, x.size(2) / block, x.size(3) / block};
-}
-template <class X>
-Shape s2d_map_shape(const X& y, int block) {
-  constexpr const char* who = "rev::ops::depth_to_space";
-  check<value_error>(block >= 1, who, ": block must be >= 1, got ", block);
-  expect_rank(y, 4, who);
-  const index_t bb = index_t{block} * block;
-  check<shape_error>(y.size(1) % bb == 0, who, ": input has extents ", y.shape(), ", expected channels divisible by ",
-                     bb, " (block ", block, " squared)");
-  return {y.size(0), y.size(1) / bb, y.size(2) * block, y.size(3) * block};
-}
+struct space_to_depth_kernels {
+  template <Scalar T>
+  static Tensor<T> space_to_depth(const Tensor<T>& x, int block, s2d_order order) {
+    Tensor<T> y = Tensor<T>::uninitialized(detail::s2d_depth_shape(x, block));
+    if (y.numel() > 0) detail::s2d_dispatch<true, T>(x.data(), y.data(), x.shape(), block, order);
+    return y;
+  }
 
-}  // namespace detail
+  template <Scalar T>
+  static Tensor<T> depth_to_space(const Tensor<T>& y, int block, s2d_order order) {
+    const Shape map_shape = detail::s2d_map_shape(y, block);
+    Tensor<T> x = Tensor<T>::uninitialized(map_shape);
+    if (x.numel() > 0) detail::s2d_dispatch<false, T>(x.data(), y.data(), map_shape, block, order);
+    return x;
+  }
+};
 
-/// [N, C, H, W] -> [N, C*b*b, H/b, W/b]; H and W must be divisible by b.
-template <Scalar T>
-Tensor<T> space_to_depth(const Tensor<T>& x, int block, s2d_order order) {
-  Tensor<T> y = Tensor<T>::uninitialized(detail::s2d_depth_shape(x, block));
-  if (y.numel() > 0) detail::s2d_dispatch<true, T>(x.data(), y.data(), x.shape(), block, order);
-  return y;
-}
-
-/// [N, C*b*b, H, W] -> [N, C, H*b, W*b]: the inverse of space_to_depth with the same block and
-/// order, and so also its backward.
-template <Scalar T>
-Tensor<T> depth_to_space(const Tensor<T>& y, int block, s2d_order order) {
-  const Shape map_shape = detail::s2d_map_shape(y, block);
-  Tensor<T> x = Tensor<T>::uninitialized(map_shape);
-  if (x.numel() > 0) detail::s2d_dispatch<false, T>(x.data(), y.data(), map_shape, block, order);
-  return x;
-}
-
-}  // namespace rev::ops
+}  // namespace rev::ops::host

@@ -9,10 +9,10 @@
 #include <type_traits>
 #include <utility>
 
-#include "rev/cpu/attention.hpp"
 #include "rev/cuda/linear.cuh"
 #include "rev/cuda/softmax.cuh"
 #include "rev/cuda/tensor.cuh"
+#include "rev/ops/attention.hpp"
 
 namespace rev::gpu {
 

@@ -1,5 +1,5 @@
 // Batch normalisation on the GPU with rev's own kernels, with the semantics, checks, messages and
-// arithmetic of the CPU op (rev/cpu/batchnorm.hpp):
+// arithmetic of the CPU op (rev/ops/batchnorm.hpp):
 //
 //   y = (x - mean_c) * invstd_c * weight_c + bias_c,   invstd_c = 1 / sqrt(biased var_c + eps)
 //
@@ -18,9 +18,9 @@
 #include <type_traits>
 
 #include "rev/core/op_count.hpp"
-#include "rev/cpu/batchnorm.hpp"
 #include "rev/cuda/launch.cuh"
 #include "rev/cuda/tensor.cuh"
+#include "rev/ops/batchnorm.hpp"
 
 namespace rev::gpu {
 
@@ -129,7 +129,7 @@ partial_sums grad_sums(const ops::detail::bn_layout& l, const T* x, const T* dy,
 
 }  // namespace bn_detail
 
-/// rev::ops::batch_norm_* on rev::cuda; see rev/cpu/batchnorm.hpp for the formulas.
+/// rev::ops::batch_norm_* on rev::cuda; see rev/ops/batchnorm.hpp for the formulas.
 struct batchnorm_ops {
   /// Train mode: the batch statistics of x (biased variance) into `stats`, and x normalised with them.
   template <Scalar T>
@@ -140,7 +140,8 @@ struct batchnorm_ops {
     check<value_error>(l.count() > 1, who, ": expected more than 1 value per channel when training, got input extents ",
                        x.shape());
     check<value_error>(eps >= 0 && std::isfinite(eps), who, ": eps must be finite and >= 0, got ", eps);
-    Tensor<T, cuda> mean = Tensor<T, cuda>::uninitialized({l.C}), invstd = Tensor<T, cuda>::uninitialized({l.C});
+    Tensor<T, cuda> mean = Tensor<T, cuda>::uninitialized({l.C}), invstd = Tensor<T, cuda>::uninitialized({l.C}),
+                    var = Tensor<T, cuda>::uninitialized({l.C});
     Tensor<T, cuda> y = Tensor<T, cuda>::uninitialized(x.shape());
     if (op_counts* c = rev::detail::active_op_counts()) c->bn_elements += y.numel();
     const index_t C = l.C, HW = l.HW, count = l.count();
@@ -155,20 +156,22 @@ struct batchnorm_ops {
         who);
     const double2* ps = s.data();
     const index_t parts = s.parts;
-    T *pm = mean.data(), *pi = invstd.data();
+    T *pm = mean.data(), *pi = invstd.data(), *pv = var.data();
     for_each(
         C,
         [=] __device__(index_t c) {
           const double2 t = bn_detail::channel_total(ps, parts, c);
           const double cnt = static_cast<double>(count), d = t.x / cnt;
-          const double var = fmax(0.0, t.y / cnt - d * d);  // biased: E[(x-k)^2] - (E[x-k])^2
+          const double v = fmax(0.0, t.y / cnt - d * d);  // biased: E[(x-k)^2] - (E[x-k])^2
           pm[c] = static_cast<T>(static_cast<double>(px[c * HW]) + d);
-          pi[c] = static_cast<T>(1.0 / ::sqrt(var + eps));
+          pi[c] = static_cast<T>(1.0 / ::sqrt(v + eps));
+          pv[c] = static_cast<T>(v);
         },
         who);
     bn_detail::normalise(l, px, y.data(), pm, pi, weight.data(), bias.data(), who);
     stats.mean = mean;
     stats.invstd = invstd;
+    stats.var = var;
     return y;
   }
 
@@ -277,21 +280,19 @@ struct batchnorm_ops {
   }
 
   /// running = (1 - momentum) * running + momentum * batch, with the unbiased batch variance
-  /// var * n / (n - 1), var = 1 / invstd^2 - eps (PyTorch's BatchNorm2d); n = N * H * W.
+  /// stats.var * n / (n - 1) (PyTorch's BatchNorm2d); n = N * H * W.
   template <Scalar T>
   static void batch_norm_update_running(Tensor<T, cuda>& running_mean, Tensor<T, cuda>& running_var,
-                                        const ops::batch_stats<T, cuda>& stats, double eps, index_t n,
-                                        double momentum) {
+                                        const ops::batch_stats<T, cuda>& stats, index_t n, double momentum) {
     constexpr const char* who = "rev::ops::batch_norm_update_running";
     const index_t C = ops::detail::bn_check_running(who, running_mean, running_var, stats, n);
     const double bessel = static_cast<double>(n) / static_cast<double>(n - 1);
-    const T *pm = stats.mean.data(), *pi = stats.invstd.data();
+    const T *pm = stats.mean.data(), *pv = stats.var.data();
     T *rm = running_mean.data(), *rv = running_var.data();
     for_each(
         C,
         [=] __device__(index_t c) {
-          const double is = static_cast<double>(pi[c]);
-          const double var = fmax(0.0, 1.0 / (is * is) - eps) * bessel;
+          const double var = static_cast<double>(pv[c]) * bessel;
           rm[c] = static_cast<T>((1 - momentum) * static_cast<double>(rm[c]) + momentum * static_cast<double>(pm[c]));
           rv[c] = static_cast<T>((1 - momentum) * static_cast<double>(rv[c]) + momentum * var);
         },

@@ -1,5 +1,5 @@
 // Splitting and concatenating tensors along dim 1 on rev::cuda, with the semantics and
-// validation of rev/cpu/channels.hpp. Part k of a tensor [N, C, ...] is N runs of rows_k * inner
+// validation of rev/ops/channels.hpp. Part k of a tensor [N, C, ...] is N runs of rows_k * inner
 // elements, one per sample, spaced C * inner apart: one strided 2D copy per part.
 #pragma once
 
@@ -9,8 +9,8 @@
 #include <span>
 #include <vector>
 
-#include "rev/cpu/channels.hpp"
 #include "rev/cuda/tensor.cuh"
+#include "rev/ops/channels.hpp"
 
 namespace rev::gpu {
 

@@ -1,6 +1,6 @@
 // 2-D convolution on the GPU through cuDNN's convolution API (cudnnConvolutionForward,
 // BackwardData, BackwardFilter, BackwardBias), with the semantics, checks and messages of the CPU
-// op (rev/cpu/conv2d.hpp): cross-correlation, zero padding, stride, dilation, groups; NCHW, float
+// op (rev/ops/conv2d.hpp): cross-correlation, zero padding, stride, dilation, groups; NCHW, float
 // or double.
 //
 // Algorithms are chosen once per (device, element type, extents, params, pass) and cached for the
@@ -30,10 +30,10 @@
 #include <type_traits>
 
 #include "rev/core/op_count.hpp"
-#include "rev/cpu/conv2d.hpp"
 #include "rev/cuda/error.hpp"
 #include "rev/cuda/handles.hpp"
 #include "rev/cuda/tensor.cuh"
+#include "rev/ops/conv2d.hpp"
 
 namespace rev::gpu {
 
@@ -214,7 +214,7 @@ inline std::size_t conv_algorithm_searches() {
 
 /// rev::ops::conv2d and conv2d_backward on rev::cuda.
 struct conv_ops {
-  /// y = conv2d(x, w) + bias; see rev/cpu/conv2d.hpp.
+  /// y = conv2d(x, w) + bias; see rev/ops/conv2d.hpp.
   template <Scalar T>
   static Tensor<T, cuda> conv2d(const Tensor<T, cuda>& x, const Tensor<T, cuda>& w,
                                 std::type_identity_t<const Tensor<T, cuda>*> bias, const ops::conv2d_params& p) {
@@ -249,7 +249,7 @@ struct conv_ops {
   }
 
   /// The backward of conv2d: returns dL/dx (an empty tensor when need_dx is false) and ADDS
-  /// dL/dw into *dw and dL/dbias into *db when they are non-null; see rev/cpu/conv2d.hpp.
+  /// dL/dw into *dw and dL/dbias into *db when they are non-null; see rev/ops/conv2d.hpp.
   template <Scalar T>
   static Tensor<T, cuda> conv2d_backward(const Tensor<T, cuda>& x, const Tensor<T, cuda>& w, const Tensor<T, cuda>& dy,
                                          const ops::conv2d_params& p, std::type_identity_t<Tensor<T, cuda>*> dw,

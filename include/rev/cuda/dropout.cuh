@@ -1,4 +1,4 @@
-// Dropout and drop-path on rev::cuda with the masks of rev/cpu/dropout.hpp: the same Philox
+// Dropout and drop-path on rev::cuda with the masks of rev/ops/dropout.hpp: the same Philox
 // counter-based generator (rev/core/rng.hpp, callable on the device) decides every element or
 // sample independently, so a given rng_state gives the CPU's mask exactly, and the kept values
 // are the CPU's too (x * scale with the same scale, one rounding).
@@ -7,8 +7,8 @@
 #include <cstdint>
 
 #include "rev/core/rng.hpp"
-#include "rev/cpu/dropout.hpp"
 #include "rev/cuda/tensor.cuh"
+#include "rev/ops/dropout.hpp"
 
 namespace rev::gpu {
 

@@ -1,14 +1,15 @@
 // Element-wise ops on rev::cuda: arithmetic, activations and their backwards, and the double
-// reductions sum and dot. Validation and semantics are those of rev/cpu/elementwise.hpp and
-// rev/cpu/activation.hpp, whose formulas (A::value, A::derivative) the kernels call on the device.
+// reductions sum and dot. rev/ops/elementwise.hpp and rev/ops/activation.hpp check the shapes;
+// the kernels evaluate the activations' formulas (A::value, A::derivative) on the device.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <algorithm>
 
-#include "rev/cpu/activation.hpp"
 #include "rev/cuda/tensor.cuh"
+#include "rev/ops/activation.hpp"
+#include "rev/ops/elementwise.hpp"
 
 namespace rev::gpu {
 
@@ -78,7 +79,6 @@ double sum_to_host(index_t n, Term term, const char* who) {
 struct elementwise_ops {
   template <Scalar T>
   static Tensor<T, cuda> add(const Tensor<T, cuda>& a, const Tensor<T, cuda>& b) {
-    expect_shape(b, a.shape(), "rev::ops::add", "second operand");
     Tensor<T, cuda> out = Tensor<T, cuda>::uninitialized(a.shape());
     const T *pa = a.data(), *pb = b.data();
     T* po = out.data();
@@ -89,7 +89,6 @@ struct elementwise_ops {
 
   template <Scalar T>
   static Tensor<T, cuda> sub(const Tensor<T, cuda>& a, const Tensor<T, cuda>& b) {
-    expect_shape(b, a.shape(), "rev::ops::sub", "second operand");
     Tensor<T, cuda> out = Tensor<T, cuda>::uninitialized(a.shape());
     const T *pa = a.data(), *pb = b.data();
     T* po = out.data();
@@ -100,7 +99,6 @@ struct elementwise_ops {
 
   template <Scalar T>
   static Tensor<T, cuda> mul(const Tensor<T, cuda>& a, const Tensor<T, cuda>& b) {
-    expect_shape(b, a.shape(), "rev::ops::mul", "second operand");
     Tensor<T, cuda> out = Tensor<T, cuda>::uninitialized(a.shape());
     const T *pa = a.data(), *pb = b.data();
     T* po = out.data();
@@ -112,20 +110,10 @@ struct elementwise_ops {
   /// a += b
   template <Scalar T>
   static void add_(Tensor<T, cuda>& a, const Tensor<T, cuda>& b) {
-    expect_shape(b, a.shape(), "rev::ops::add_", "second operand");
     T* pa = a.data();
     const T* pb = b.data();
     for_each(
         a.numel(), [=] __device__(index_t i) { pa[i] += pb[i]; }, "rev::ops::add_");
-  }
-
-  /// acc += t, where an empty acc becomes t (shares its buffer); in place only when acc's buffer
-  /// has no other handle, as on the CPU.
-  template <Scalar T>
-  static void accumulate(Tensor<T, cuda>& acc, const Tensor<T, cuda>& t) {
-    if (acc.empty()) acc = t;
-    else if (acc.unique()) add_(acc, t);
-    else acc = add(acc, t);
   }
 
   /// a *= s
@@ -147,7 +135,6 @@ struct elementwise_ops {
   /// Sum of a[i] * b[i], accumulated in double on the device.
   template <Scalar T>
   static double dot(const Tensor<T, cuda>& a, const Tensor<T, cuda>& b) {
-    expect_shape(b, a.shape(), "rev::ops::dot", "second operand");
     const T *pa = a.data(), *pb = b.data();
     return detail::sum_to_host(
         a.numel(), [=] __device__(index_t i) { return static_cast<double>(pa[i]) * pb[i]; }, "rev::ops::dot");
@@ -167,7 +154,6 @@ struct elementwise_ops {
   /// dx = A'(x) * dy
   template <class A, Scalar T>
   static Tensor<T, cuda> activation_backward(const Tensor<T, cuda>& x, const Tensor<T, cuda>& dy) {
-    expect_shape(dy, x.shape(), "rev::ops::activation_backward", "second operand");
     Tensor<T, cuda> dx = Tensor<T, cuda>::uninitialized(x.shape());
     const T *px = x.data(), *pg = dy.data();
     T* pd = dx.data();

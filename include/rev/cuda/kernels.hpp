@@ -1,6 +1,6 @@
 // rev::kernels<rev::cuda>: the CUDA backend's op set, one struct of static member functions per
-// group of ops (one header each), gathered here. rev::ops forwards every call on a device tensor
-// to it (rev/core/dispatch.hpp); the member names and signatures are those of the CPU ops, with
+// group of ops (one header each), gathered here. The ops of rev::ops (rev/ops/) call it for every
+// Tensor<T, rev::cuda>; member names and signatures are those of rev/cpu/kernels.hpp, with
 // Tensor<T, cuda> for Tensor<T>.
 #pragma once
 

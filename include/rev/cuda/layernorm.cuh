@@ -12,9 +12,9 @@
 #include <algorithm>
 #include <type_traits>
 
-#include "rev/cpu/layernorm.hpp"
 #include "rev/cuda/softmax.cuh"
 #include "rev/cuda/tensor.cuh"
+#include "rev/ops/layernorm.hpp"
 
 namespace rev::gpu {
 

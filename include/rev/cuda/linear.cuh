@@ -13,9 +13,9 @@
 #include <type_traits>
 
 #include "rev/core/op_count.hpp"
-#include "rev/cpu/linear.hpp"
 #include "rev/cuda/handles.hpp"
 #include "rev/cuda/tensor.cuh"
+#include "rev/ops/linear.hpp"
 
 namespace rev::gpu {
 

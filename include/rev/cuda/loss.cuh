@@ -13,9 +13,9 @@
 #include <span>
 #include <vector>
 
-#include "rev/cpu/loss.hpp"
 #include "rev/cuda/softmax.cuh"
 #include "rev/cuda/tensor.cuh"
+#include "rev/ops/loss.hpp"
 
 namespace rev::gpu {
 

@@ -1,10 +1,10 @@
 // Average pooling of NCHW maps on rev::cuda: global (mean of each map, accumulated in double)
-// and over non-overlapping k x k windows, with the semantics and validation of rev/cpu/pool.hpp.
+// and over non-overlapping k x k windows, with the semantics and validation of rev/ops/pool.hpp.
 #pragma once
 
-#include "rev/cpu/pool.hpp"
 #include "rev/cuda/elementwise.cuh"
 #include "rev/cuda/tensor.cuh"
+#include "rev/ops/pool.hpp"
 
 namespace rev::gpu {
 

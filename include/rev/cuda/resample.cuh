@@ -1,12 +1,12 @@
 // Up-sampling of NCHW maps on rev::cuda: nearest and bilinear (align_corners = false) by an
-// integer factor, with the conventions, validation and op counting of rev/cpu/resample.hpp.
+// integer factor, with the conventions, validation and op counting of rev/ops/resample.hpp.
 // The backwards gather: each input gradient sums the output gradients it contributed to, so no
 // atomics are needed.
 #pragma once
 
 #include "rev/core/op_count.hpp"
-#include "rev/cpu/resample.hpp"
 #include "rev/cuda/tensor.cuh"
+#include "rev/ops/resample.hpp"
 
 namespace rev::gpu {
 

@@ -1,10 +1,10 @@
 // Space-to-depth and depth-to-space on rev::cuda, in both channel orders of
-// rev/cpu/space_to_depth.hpp (revbifpn and pixel_unshuffle), with its validation. Both are
+// rev/ops/space_to_depth.hpp (revbifpn and pixel_unshuffle), with its validation. Both are
 // permutations: one thread per element of the depth tensor moves it from or to its place in the map.
 #pragma once
 
-#include "rev/cpu/space_to_depth.hpp"
 #include "rev/cuda/tensor.cuh"
+#include "rev/ops/space_to_depth.hpp"
 
 namespace rev::gpu {
 

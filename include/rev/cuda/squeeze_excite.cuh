@@ -1,11 +1,16 @@
-// The device steps of nn::SqueezeExcite that are not ops of their own elsewhere: the per-channel
-// gate y = x * g and its backward (the CPU layer fuses both into its loops).
+// rev::ops::squeeze_excite on the device: the small [N, W] and [N, Q] steps as the ops linear and
+// activation, and the per-channel gate y = x * g and its backward as kernels of their own.
 #pragma once
 
 #include <utility>
 
 #include "rev/cuda/launch.cuh"
 #include "rev/cuda/tensor.cuh"
+#include "rev/ops/activation.hpp"
+#include "rev/ops/elementwise.hpp"
+#include "rev/ops/linear.hpp"
+#include "rev/ops/pool.hpp"
+#include "rev/ops/squeeze_excite.hpp"
 
 namespace rev::gpu {
 
@@ -66,6 +71,35 @@ struct channel_scale_ops {
       check_launch(who);
     }
     return {dx, dg};
+  }
+
+  template <class Inner, class Gate, Scalar T>
+  static Tensor<T, cuda> squeeze_excite(const Tensor<T, cuda>& x, const Tensor<T, cuda>& w1, const Tensor<T, cuda>& b1,
+                                        const Tensor<T, cuda>& w2, const Tensor<T, cuda>& b2,
+                                        ops::squeeze_excite_cache<T, cuda>& c) {
+    const index_t N = x.size(0), W = x.size(1), Q = w1.size(0);
+    c.x = x;
+    c.u = ops::global_avg_pool(x).reshape(Shape{N, W});
+    c.z1 = ops::linear(c.u, w1.reshape(Shape{Q, W}), &b1);
+    c.s = ops::activation<Inner>(c.z1);
+    c.z2 = ops::linear(c.s, w2.reshape(Shape{W, Q}), &b2);
+    c.g = ops::activation<Gate>(c.z2);
+    return scale_channels(x, c.g);
+  }
+
+  template <class Inner, class Gate, Scalar T>
+  static Tensor<T, cuda> squeeze_excite_backward(const ops::squeeze_excite_cache<T, cuda>& c, const Tensor<T, cuda>& w1,
+                                                 const Tensor<T, cuda>& w2, const Tensor<T, cuda>& dy,
+                                                 ops::squeeze_excite_grads<T, cuda> grads) {
+    const index_t N = dy.size(0), W = dy.size(1), Q = w1.size(0);
+    auto [dx, dg] = scale_channels_backward(c.x, c.g, dy);  // dy * g, sum_{h,w}(dy * x)
+    Tensor<T, cuda> gw1 = grads.dw1.reshape(Shape{Q, W}), gw2 = grads.dw2.reshape(Shape{W, Q});
+    const Tensor<T, cuda> ds =
+        ops::linear_backward(c.s, w2.reshape(Shape{W, Q}), ops::activation_backward<Gate>(c.z2, dg), &gw2, &grads.db2);
+    const Tensor<T, cuda> du =
+        ops::linear_backward(c.u, w1.reshape(Shape{Q, W}), ops::activation_backward<Inner>(c.z1, ds), &gw1, &grads.db1);
+    ops::add_(dx, ops::global_avg_pool_backward(dy.shape(), du.reshape(Shape{N, W, 1, 1})));
+    return dx;
   }
 };
 

@@ -23,7 +23,7 @@
 #include "rev/core/layer.hpp"
 #include "rev/coupling/additive.hpp"
 #include "rev/coupling/silo.hpp"
-#include "rev/cpu/space_to_depth.hpp"
+#include "rev/cpu.hpp"
 #include "rev/graph/chain.hpp"
 #include "rev/io/state_dict.hpp"
 #include "rev/nn/dropout.hpp"
@@ -32,6 +32,7 @@
 #include "rev/nn/pool.hpp"
 #include "rev/nn/resample.hpp"
 #include "rev/nn/sequential.hpp"
+#include "rev/ops/space_to_depth.hpp"
 
 namespace rev::models {
 

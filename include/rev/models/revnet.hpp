@@ -22,9 +22,7 @@
 
 #include "rev/core/layer.hpp"
 #include "rev/coupling/additive.hpp"
-#include "rev/cpu/channels.hpp"
-#include "rev/cpu/elementwise.hpp"
-#include "rev/cpu/pool.hpp"
+#include "rev/cpu.hpp"
 #include "rev/graph/chain.hpp"
 #include "rev/io/state_dict.hpp"
 #include "rev/nn/activation.hpp"
@@ -35,6 +33,9 @@
 #include "rev/nn/linear.hpp"
 #include "rev/nn/pool.hpp"
 #include "rev/nn/sequential.hpp"
+#include "rev/ops/channels.hpp"
+#include "rev/ops/elementwise.hpp"
+#include "rev/ops/pool.hpp"
 
 namespace rev::models {
 

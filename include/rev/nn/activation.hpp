@@ -2,7 +2,8 @@
 #pragma once
 
 #include "rev/core/layer.hpp"
-#include "rev/cpu/activation.hpp"
+#include "rev/cpu.hpp"
+#include "rev/ops/activation.hpp"
 
 namespace rev::nn {
 

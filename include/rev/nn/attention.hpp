@@ -9,10 +9,11 @@
 #include <string>
 
 #include "rev/core/layer.hpp"
-#include "rev/cpu/attention.hpp"
-#include "rev/cpu/channels.hpp"
-#include "rev/cpu/linear.hpp"
+#include "rev/cpu.hpp"
 #include "rev/nn/init.hpp"
+#include "rev/ops/attention.hpp"
+#include "rev/ops/channels.hpp"
+#include "rev/ops/linear.hpp"
 
 namespace rev::nn {
 

@@ -7,7 +7,8 @@
 #include <string>
 
 #include "rev/core/layer.hpp"
-#include "rev/cpu/batchnorm.hpp"
+#include "rev/cpu.hpp"
+#include "rev/ops/batchnorm.hpp"
 
 namespace rev::nn {
 
@@ -96,7 +97,8 @@ class BatchNorm2d : public layer_types<T, B> {
         check<value_error>(n > 1, who, ": expected more than 1 value per channel when training, got input extents ",
                            x.shape());
         tensor_type y = ops::batch_norm_train(x, weight.value, bias.value, O.eps, kept_);
-        if (track_running_stats) ops::batch_norm_update_running(running_mean, running_var, kept_, O.eps, n, O.momentum);
+        if (track_running_stats) ops::batch_norm_update_running(running_mean, running_var, kept_, n, O.momentum);
+        kept_.var = tensor_type();  // read by the running update only
         stats = kept_;
         batch = true;
         return y;
@@ -121,7 +123,7 @@ class BatchNorm2d : public layer_types<T, B> {
     Tensor<T> invstd = Tensor<T>::uninitialized(Shape{C});
     for (int c = 0; c < C; ++c)
       invstd.data()[c] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(var.data()[c]) + O.eps));
-    return {running_mean.clone(), to<B>(invstd)};
+    return {running_mean.clone(), to<B>(invstd), tensor_type()};
   }
 
   ops::batch_stats<T, B> kept_;

@@ -5,8 +5,9 @@
 #include <string>
 
 #include "rev/core/layer.hpp"
-#include "rev/cpu/conv2d.hpp"
+#include "rev/cpu.hpp"
 #include "rev/nn/init.hpp"
+#include "rev/ops/conv2d.hpp"
 
 namespace rev::nn {
 

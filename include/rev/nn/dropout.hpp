@@ -11,7 +11,8 @@
 #include <cstdint>
 
 #include "rev/core/layer.hpp"
-#include "rev/cpu/dropout.hpp"
+#include "rev/cpu.hpp"
+#include "rev/ops/dropout.hpp"
 
 namespace rev::nn {
 

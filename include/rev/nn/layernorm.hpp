@@ -8,7 +8,8 @@
 #include <string>
 
 #include "rev/core/layer.hpp"
-#include "rev/cpu/layernorm.hpp"
+#include "rev/cpu.hpp"
+#include "rev/ops/layernorm.hpp"
 
 namespace rev::nn {
 

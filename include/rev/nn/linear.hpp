@@ -5,8 +5,9 @@
 #include <string>
 
 #include "rev/core/layer.hpp"
-#include "rev/cpu/linear.hpp"
+#include "rev/cpu.hpp"
 #include "rev/nn/init.hpp"
+#include "rev/ops/linear.hpp"
 
 namespace rev::nn {
 

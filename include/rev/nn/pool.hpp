@@ -2,7 +2,8 @@
 #pragma once
 
 #include "rev/core/layer.hpp"
-#include "rev/cpu/pool.hpp"
+#include "rev/cpu.hpp"
+#include "rev/ops/pool.hpp"
 
 namespace rev::nn {
 

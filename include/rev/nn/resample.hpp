@@ -3,7 +3,8 @@
 #pragma once
 
 #include "rev/core/layer.hpp"
-#include "rev/cpu/resample.hpp"
+#include "rev/cpu.hpp"
+#include "rev/ops/resample.hpp"
 
 namespace rev::nn {
 

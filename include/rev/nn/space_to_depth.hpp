@@ -4,7 +4,8 @@
 
 #include "rev/core/layer.hpp"
 #include "rev/coupling/coupling.hpp"
-#include "rev/cpu/space_to_depth.hpp"
+#include "rev/cpu.hpp"
+#include "rev/ops/space_to_depth.hpp"
 
 namespace rev::nn {
 

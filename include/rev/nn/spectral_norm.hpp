@@ -48,15 +48,20 @@
 
 #include "rev/core/layer.hpp"
 #include "rev/core/rng.hpp"
-#include "rev/cpu/conv2d.hpp"
-#include "rev/cpu/elementwise.hpp"
+#include "rev/cpu.hpp"
 #include "rev/nn/conv2d.hpp"
 #include "rev/nn/init.hpp"
+#include "rev/ops/conv2d.hpp"
+#include "rev/ops/elementwise.hpp"
 
 namespace rev::nn {
 
 template <int In, int Out, conv_opts O = conv_opts{}, Scalar T = float, class B = cpu>
 class SNConv2d : public layer_types<T, B> {
+  static_assert(std::same_as<B, cpu>,
+                "rev::nn::SNConv2d<In,Out,opts>: CPU-only for now (its power iteration and weight gradient loop over "
+                "host memory); use rev::cpu");
+
  public:
   using conv_type = Conv2d<In, Out, O, T, B>;  // also checks the options
   using tensor_type = Tensor<T, B>;

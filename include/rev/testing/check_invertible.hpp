@@ -73,6 +73,9 @@ struct invertibility_report {
 /// mapped back to x, and forward(inverse(y')) returns y' for y' = forward(x) + a perturbation.
 template <Coupling C>
 invertibility_report check_invertible(C& block, const input_t<C>& x, std::uint64_t seed = 3) {
+  static_assert(std::same_as<typename C::backend, cpu>,
+                "rev::testing::check_invertible: CPU-only for now (it compares host tensors); the block must run on "
+                "rev::cpu");
   context ctx{phase::eval, &default_generator()};
   invertibility_report r;
   output_t<C> y = block.forward(x, ctx);
@@ -117,6 +120,9 @@ concept ReversibleRunnable = Coupling<C> || std::constructible_from<typename C::
 /// input gradients and every parameter gradient.
 template <ReversibleRunnable C>
 reversible_gradient_report check_reversible_gradients(C& block, const input_t<C>& x, std::uint64_t seed = 5) {
+  static_assert(std::same_as<typename C::backend, cpu>,
+                "rev::testing::check_reversible_gradients: CPU-only for now (it compares host tensors); the block "
+                "must run on rev::cpu");
   using T = typename C::value_type;
   std::vector<std::pair<Tensor<T, typename C::backend>*, Tensor<T, typename C::backend>>> buffers;
   block.for_each_buffer([&](const std::string&, auto& b) { buffers.emplace_back(&b, b.clone()); });

@@ -26,6 +26,9 @@ double clip_grad_norm_(Model& model, double max_norm, double norm_type = 2, bool
   const bool inf = std::isinf(norm_type);
   double acc = 0;
   model.for_each_parameter([&](const std::string&, auto& p) {
+    static_assert(std::same_as<typename std::remove_cvref_t<decltype(p.grad)>::backend, cpu>,
+                  "rev::train::clip_grad_norm_: CPU-only for now (it loops over host memory); the model must run on "
+                  "rev::cpu");
     const auto* g = p.grad.data();
     double n = 0;
     for (index_t i = 0; i < p.grad.numel(); ++i) {

@@ -35,6 +35,9 @@ struct ema_options {
 
 template <Scalar T = float, class B = cpu>
 class ModelEMA {
+  static_assert(std::same_as<B, cpu>,
+                "rev::train::ModelEMA: CPU-only for now (its averaging loops over host memory); use rev::cpu");
+
  public:
   /// Tracks every parameter and buffer of `model` (which must outlive the ModelEMA).
   template <class Model>

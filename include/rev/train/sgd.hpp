@@ -25,6 +25,9 @@ struct sgd_options {
 
 template <Scalar T = float, class B = cpu>
 class SGD {
+  static_assert(std::same_as<B, cpu>,
+                "rev::train::SGD: CPU-only for now (its update loops over host memory); use rev::cpu");
+
  public:
   /// Optimises every parameter of `model` (visited once, now; the model must outlive the optimiser).
   /// A parameter that a group in `groups` matches uses that group's lr_scale and weight decay.
