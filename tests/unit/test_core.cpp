@@ -205,3 +205,12 @@ TEST_CASE("errors derive from rev::error and carry their message") {
     CHECK(std::string(e.what()) == "rev::test: expected [1, 2], got [3]");
   }
 }
+
+TEST_CASE("Shape::numel: a product that overflows 64 bits is a shape_error, an empty shape is 0") {
+  CHECK_THROWS_WITH_AS(Tensor<float>({1, 1, index_t{1} << 32, index_t{1} << 32}),
+                       "rev::Shape: the element count of the extents [1, 1, 4294967296, 4294967296] overflows a 64-bit "
+                       "integer",
+                       shape_error);
+  CHECK(Shape{index_t{1} << 62, 4, 0}.numel() == 0);
+  CHECK(Shape{index_t{1} << 31, index_t{1} << 31}.numel() == index_t{1} << 62);
+}

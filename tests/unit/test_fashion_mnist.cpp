@@ -333,3 +333,21 @@ TEST_CASE("Fashion-MNIST: the real data set (skipped unless dataset-fashion-mnis
   CHECK(b.images.shape() == Shape{256, 1, 32, 32});
   CHECK(loader.batches_per_epoch() == 235);
 }
+
+TEST_CASE("IDX: extents whose product wraps around, lying size trailers and directories are refused") {
+  // 65536 x 2^24 x 2^24 is 2^88: it wrapped to 0 elements, which a file without data matched.
+  CHECK_THROWS_WITH_AS(data::parse_idx(idx({65536, 1u << 24, 1u << 24}, {}), 3, "x.idx"),
+                       "rev::data::parse_idx: 'x.idx': the IDX extents [65536, 16777216, 16777216] hold more than 2^40 "
+                       "elements",
+                       io_error);
+  temp_dir dir;
+  // A gzip whose size trailer claims 4 GiB - 1 (it reserved 1 GiB from it; now at most 1032 times
+  // the file's size) fails its length check.
+  auto packed = gzip({1, 2, 3});
+  for (std::size_t i = packed.size() - 4; i < packed.size(); ++i) packed[i] = 0xff;
+  write(dir / "lying.gz", packed);
+  CHECK_THROWS_WITH_AS(data::read_gzip(dir / "lying.gz"), doctest::Contains("corrupt gzip"), io_error);
+  CHECK_THROWS_WITH_AS(
+      data::read_gzip(dir.path.string()),
+      ("rev::data::read_gzip: '" + dir.path.string() + "' is a directory, expected a gzip file").c_str(), io_error);
+}

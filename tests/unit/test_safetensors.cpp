@@ -84,3 +84,62 @@ TEST_CASE("safetensors: truncated and corrupt files raise io_error") {
   CHECK_THROWS_WITH_AS(io::load("does/not/exist.safetensors"),
                        "rev::io::safetensors: cannot open 'does/not/exist.safetensors'", io_error);
 }
+
+TEST_CASE("safetensors: hostile headers are refused naming the file and the tensor, before any copy") {
+  auto message = [](const std::string& header, std::size_t data) {
+    const auto img = image(header, data);
+    try {
+      io::parse(img.data(), img.size(), "x.safetensors");
+    } catch (const io_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  // [0, 2^64 - 17] would be an empty tensor with a negative extent.
+  CHECK(message(R"({"w":{"dtype":"F32","shape":[0,18446744073709551599],"data_offsets":[0,0]}})", 0) ==
+        "rev::io::safetensors: 'x.safetensors': tensor 'w' has extent 18446744073709551599, above the largest "
+        "extent 9223372036854775807");
+  CHECK(message(R"({"w":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}})", 8) ==
+        "rev::io::safetensors: 'x.safetensors': tensor 'w' has extents [4611686018427387904, 4], more than the 8 data "
+        "bytes hold");
+  CHECK(message(R"({"w":{"dtype":"Q7","shape":[2],"data_offsets":[0,8]}})", 8) ==
+        "rev::io::safetensors: 'x.safetensors': tensor 'w' has unsupported dtype 'Q7'");
+  CHECK(message(R"({"w\u-001":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 8) ==
+        "rev::io::safetensors: 'x.safetensors': corrupt header: bad \\u escape (four hex digits expected) at byte 13");
+  CHECK(message(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})", 8)
+            .starts_with("rev::io::safetensors: 'x.safetensors': corrupt header: "));
+  // An empty tensor with a zero extent loads, whatever its other extents.
+  CHECK(message(R"({"e":{"dtype":"F32","shape":[0,1000],"data_offsets":[0,0]}})", 0) == "no error");
+}
+
+TEST_CASE("safetensors: 2000 entries over one shared 1 MiB block are refused without copying them") {
+  // Reading a file costs at most its size: the overlap is found before any entry's bytes are
+  // copied (before, this file took 2 GB of copies).
+  constexpr std::size_t block = std::size_t{1} << 20;
+  std::string header = "{";
+  for (int i = 0; i < 2000; ++i) {
+    if (i > 0) header.push_back(',');
+    header.append("\"t").append(std::to_string(i));
+    header.append(R"(":{"dtype":"F32","shape":[262144],"data_offsets":[0,1048576]})");
+  }
+  header += "}";
+  const auto img = image(header, block);
+  const std::size_t before = memory<cpu>::current();
+  CHECK_THROWS_WITH_AS(io::parse(img.data(), img.size(), "x.safetensors"),
+                       "rev::io::safetensors: 'x.safetensors': tensors 't0' and 't1' overlap", io_error);
+  CHECK(memory<cpu>::current() == before);
+}
+
+TEST_CASE("safetensors: a tensor named __metadata__ is refused on write") {
+  io::file f;
+  f.put("__metadata__", Tensor<float>({2}));
+  CHECK_THROWS_WITH_AS(io::serialize(f),
+                       "rev::io::safetensors: a tensor cannot be named '__metadata__' (the format reserves the key "
+                       "for the metadata; the file could not be read back)",
+                       io_error);
+}
+
+TEST_CASE("safetensors: a directory is not a file") {
+  CHECK_THROWS_WITH_AS(io::load("."), "rev::io::safetensors: '.' is a directory, expected a safetensors file",
+                       io_error);
+}

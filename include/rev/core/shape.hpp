@@ -36,9 +36,13 @@ class Shape {
   /// throws rev::shape_error (always: the check is one comparison).
   constexpr index_t operator[](int i) const { return dims_[slot(i)]; }
   constexpr index_t& operator[](int i) { return dims_[slot(i)]; }
+  /// The product of the extents. One that does not fit index_t throws rev::shape_error naming
+  /// the extents (it would be undefined behaviour, and a tensor of 0 elements).
   constexpr index_t numel() const {
+    if (std::find(begin(), end(), index_t{0}) != end()) return 0;
     index_t n = 1;
-    for (index_t d : *this) n *= d;
+    for (index_t d : *this)
+      if (__builtin_mul_overflow(n, d, &n)) overflow();
     return n;
   }
   constexpr const index_t* begin() const { return dims_.data(); }
@@ -63,6 +67,9 @@ class Shape {
   constexpr std::size_t slot(int i) const {
     if (i < -rank_ || i >= rank_) out_of_range(i);
     return static_cast<std::size_t>(i < 0 ? i + rank_ : i);
+  }
+  [[noreturn]] void overflow() const {
+    throw shape_error("rev::Shape: the element count of the extents " + str() + " overflows a 64-bit integer");
   }
   [[noreturn]] void out_of_range(int i) const {
     throw shape_error("rev::Shape: extent " + std::to_string(i) + " of the rank-" + std::to_string(rank_) +

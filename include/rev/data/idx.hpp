@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -21,6 +22,9 @@ namespace rev::data {
 /// The decompressed contents of a gzip file (all members, RFC 1952). io_error if the file cannot be
 /// read, is not gzip, fails its CRC, or ends before its stream does.
 inline std::vector<std::uint8_t> read_gzip(const std::string& path) {
+  std::error_code ec;
+  check<io_error>(!std::filesystem::is_directory(path, ec), "rev::data::read_gzip: '", path,
+                  "' is a directory, expected a gzip file");
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   check<io_error>(in.good(), "rev::data::read_gzip: cannot open '", path, "'");
   std::vector<unsigned char> packed(static_cast<std::size_t>(in.tellg()));
@@ -31,10 +35,12 @@ inline std::vector<std::uint8_t> read_gzip(const std::string& path) {
                   "' is not a gzip file (", packed.size(), " bytes, expected the magic 1f 8b and at least 18 bytes)");
 
   std::vector<std::uint8_t> out;
-  // The last member's ISIZE (size mod 2^32) is a hint for the output size, not trusted.
+  // The last member's ISIZE (size mod 2^32) is a hint for the output size, not trusted: capped by
+  // deflate's largest expansion (1032 : 1), so a small file cannot reserve much. Beyond it the
+  // output grows as data arrives.
   const std::size_t hint = packed[packed.size() - 4] | packed[packed.size() - 3] << 8 |
                            packed[packed.size() - 2] << 16 | static_cast<std::size_t>(packed[packed.size() - 1]) << 24;
-  out.reserve(std::min<std::size_t>(hint, std::size_t{1} << 30));
+  out.reserve(std::min<std::size_t>(hint, 1032 * packed.size()));
   z_stream zs{};
   check<io_error>(inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK, "rev::data::read_gzip: zlib cannot start inflating");
   zs.next_in = packed.data();
@@ -86,8 +92,12 @@ inline idx_array parse_idx(const std::vector<std::uint8_t>& bytes, int rank, con
     const std::uint8_t* p = bytes.data() + 4 + 4 * i;
     const std::uint32_t d = std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 | std::uint32_t{p[2]} << 8 | p[3];
     a.dims.push_back(static_cast<index_t>(d));
-    n *= d;
-    check<io_error>(n <= (std::uint64_t{1} << 40), who, ": the IDX extents are too large");
+  }
+  for (index_t d : a.dims) {
+    // Checked before multiplying: 65536 x 2^24 x 2^24 must not wrap around to 0.
+    check<io_error>(d == 0 || n <= (std::uint64_t{1} << 40) / static_cast<std::uint64_t>(d), who, ": the IDX extents ",
+                    Shape(a.dims.begin(), a.dims.end()), " hold more than 2^40 elements");
+    n *= static_cast<std::uint64_t>(d);
   }
   check<io_error>(bytes.size() - header == n, who, ": ", bytes.size() - header, " data bytes, expected ", n,
                   " for the extents in the header (", bytes.size() - header < n ? "truncated" : "trailing bytes", ")");

@@ -11,7 +11,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <string>
 #include <string_view>
@@ -92,10 +94,11 @@ inline float bf16_to_float(std::uint16_t h) { return std::bit_cast<float>(std::u
 // A small JSON reader for the safetensors header: objects, strings, integers, arrays.
 class json_reader {
  public:
-  explicit json_reader(std::string_view s) : s_(s) {}
+  json_reader(std::string_view s, const std::string& origin) : s_(s), origin_(origin) {}
 
   [[noreturn]] void fail(const std::string& what) const {
-    throw io_error(rev::detail::concat("rev::io::safetensors: corrupt header: ", what, " at byte ", pos_));
+    throw io_error(
+        rev::detail::concat("rev::io::safetensors: '", origin_, "': corrupt header: ", what, " at byte ", pos_ + 8));
   }
   void ws() {
     while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\n' || s_[pos_] == '\r' || s_[pos_] == '\t')) ++pos_;
@@ -124,7 +127,15 @@ class json_reader {
           case 'f': out += '\f'; break;
           case 'u': {
             if (pos_ + 4 > s_.size()) fail("short \\u escape");
-            unsigned code = static_cast<unsigned>(std::stoul(std::string(s_.substr(pos_, 4)), nullptr, 16));
+            unsigned code = 0;
+            for (char h : s_.substr(pos_, 4)) {
+              const int v = h >= '0' && h <= '9'   ? h - '0'
+                            : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                            : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                                   : -1;
+              if (v < 0) fail("bad \\u escape (four hex digits expected)");
+              code = code * 16 + static_cast<unsigned>(v);
+            }
             pos_ += 4;
             if (code < 0x80) {
               out += static_cast<char>(code);
@@ -202,16 +213,19 @@ class json_reader {
 
  private:
   std::string_view s_;
+  std::string origin_;  // the file, for messages
   std::size_t pos_ = 0;
 };
 
-inline dtype parse_dtype(const std::string& s) {
+// The dtype named s; false if safetensors has no such name (or rev does not read it).
+inline bool parse_dtype(const std::string& s, dtype& out) {
   static const std::map<std::string, dtype> table = {
       {"F64", dtype::F64}, {"F32", dtype::F32}, {"F16", dtype::F16}, {"BF16", dtype::BF16}, {"I64", dtype::I64},
       {"I32", dtype::I32}, {"I16", dtype::I16}, {"I8", dtype::I8},   {"U8", dtype::U8},     {"BOOL", dtype::BOOL}};
-  auto it = table.find(s);
-  check<io_error>(it != table.end(), "rev::io::safetensors: unsupported dtype '", s, "'");
-  return it->second;
+  const auto it = table.find(s);
+  if (it == table.end()) return false;
+  out = it->second;
+  return true;
 }
 
 inline void json_escape(std::string& out, const std::string& s) {
@@ -300,63 +314,75 @@ inline file parse(const std::byte* data, std::size_t size, const std::string& or
     std::uint64_t begin, end;
     std::string name;
   };
-  std::vector<span> spans;
-  try {
-    detail::json_reader json(std::string_view(reinterpret_cast<const char*>(data + 8), header_len));
-    json.object([&](const std::string& name) {
-      if (name == "__metadata__") {
-        json.object([&](const std::string& key) { out.metadata[key] = json.string(); });
-        return;
+  std::vector<span> spans;  // every entry's bytes, copied only once all of them are checked
+  detail::json_reader json(std::string_view(reinterpret_cast<const char*>(data + 8), header_len), origin);
+  json.object([&](const std::string& name) {
+    if (name == "__metadata__") {
+      json.object([&](const std::string& key) { out.metadata[key] = json.string(); });
+      return;
+    }
+    entry e;
+    bool has_type = false, has_shape = false, has_offsets = false;
+    std::vector<std::uint64_t> offsets;
+    json.object([&](const std::string& field) {
+      if (field == "dtype") {
+        const std::string type = json.string();
+        if (!detail::parse_dtype(type, e.type)) throw fail("tensor '", name, "' has unsupported dtype '", type, "'");
+        has_type = true;
+      } else if (field == "shape") {
+        auto dims = json.int_array();
+        if (dims.size() > Shape::max_rank) throw fail("tensor '", name, "' has rank above 6");
+        for (std::uint64_t d : dims)
+          if (d > static_cast<std::uint64_t>(std::numeric_limits<index_t>::max()))
+            throw fail("tensor '", name, "' has extent ", d, ", above the largest extent ",
+                       std::numeric_limits<index_t>::max());
+        e.shape = Shape(dims.begin(), dims.end());
+        has_shape = true;
+      } else if (field == "data_offsets") {
+        offsets = json.int_array();
+        has_offsets = true;
+      } else {
+        throw fail("tensor '", name, "' has unknown field '", field, "'");
       }
-      entry e;
-      bool has_type = false, has_shape = false, has_offsets = false;
-      std::vector<std::uint64_t> offsets;
-      json.object([&](const std::string& field) {
-        if (field == "dtype") {
-          e.type = detail::parse_dtype(json.string());
-          has_type = true;
-        } else if (field == "shape") {
-          auto dims = json.int_array();
-          if (dims.size() > Shape::max_rank) throw fail("tensor '", name, "' has rank above 6");
-          e.shape = Shape(dims.begin(), dims.end());
-          has_shape = true;
-        } else if (field == "data_offsets") {
-          offsets = json.int_array();
-          has_offsets = true;
-        } else {
-          throw fail("tensor '", name, "' has unknown field '", field, "'");
-        }
-      });
-      if (!has_type || !has_shape || !has_offsets) throw fail("tensor '", name, "' lacks dtype, shape or data_offsets");
-      if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > body_size)
-        throw fail("tensor '", name, "' has data_offsets outside the ", body_size, " data bytes");
-      std::uint64_t expect = itemsize(e.type);
-      for (index_t d : e.shape) {
-        if (d != 0 && expect > body_size / static_cast<std::uint64_t>(d) + 1)
-          throw fail("tensor '", name, "' is too large");
-        expect *= static_cast<std::uint64_t>(d);
-      }
-      if (offsets[1] - offsets[0] != expect)
-        throw fail("tensor '", name, "' has ", (offsets[1] - offsets[0]), " data bytes, expected ", expect, " for ",
-                   dtype_name(e.type), " ", e.shape.str());
-      if (out.entries.count(name)) throw fail("tensor '", name, "' appears twice");
-      e.bytes.assign(body + offsets[0], body + offsets[1]);
-      spans.push_back({offsets[0], offsets[1], name});
-      out.entries[name] = std::move(e);
     });
-    if (!json.at_end()) json.fail("trailing characters");
-  } catch (const std::invalid_argument&) {
-    throw fail("bad \\u escape in header");
-  }
-  std::sort(spans.begin(), spans.end(), [](const span& a, const span& b) { return a.begin < b.begin; });
+    if (!has_type || !has_shape || !has_offsets) throw fail("tensor '", name, "' lacks dtype, shape or data_offsets");
+    if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > body_size)
+      throw fail("tensor '", name, "' has data_offsets outside the ", body_size, " data bytes");
+    // The byte count of the non-zero extents, each partial product bounded (so it cannot
+    // overflow) by the data size, or for an empty tensor by what a Tensor can count.
+    const bool empty = std::find(e.shape.begin(), e.shape.end(), index_t{0}) != e.shape.end();
+    const std::uint64_t bound = empty ? static_cast<std::uint64_t>(std::numeric_limits<index_t>::max()) : body_size;
+    std::uint64_t expect = itemsize(e.type);
+    for (index_t d : e.shape) {
+      if (d == 0) continue;
+      if (expect > bound / static_cast<std::uint64_t>(d))
+        throw fail("tensor '", name, "' has extents ", e.shape.str(), ", more than the ", body_size,
+                   " data bytes hold");
+      expect *= static_cast<std::uint64_t>(d);
+    }
+    if (empty) expect = 0;
+    if (offsets[1] - offsets[0] != expect)
+      throw fail("tensor '", name, "' has ", (offsets[1] - offsets[0]), " data bytes, expected ", expect, " for ",
+                 dtype_name(e.type), " ", e.shape.str());
+    if (out.entries.count(name)) throw fail("tensor '", name, "' appears twice");
+    spans.push_back({offsets[0], offsets[1], name});
+    out.entries[name] = std::move(e);
+  });
+  if (!json.at_end()) json.fail("trailing characters");
+  std::stable_sort(spans.begin(), spans.end(), [](const span& a, const span& b) { return a.begin < b.begin; });
   for (std::size_t i = 1; i < spans.size(); ++i)
     if (spans[i].begin < spans[i - 1].end)
       throw fail("tensors '", spans[i - 1].name, "' and '", spans[i].name, "' overlap");
+  // Non-overlapping spans inside the body: the copies below total at most the file's size.
+  for (const span& s : spans) out.entries[s.name].bytes.assign(body + s.begin, body + s.end);
   return out;
 }
 
 /// Reads a safetensors file.
 inline file load(const std::string& path) {
+  std::error_code ec;
+  check<io_error>(!std::filesystem::is_directory(path, ec), "rev::io::safetensors: '", path,
+                  "' is a directory, expected a safetensors file");
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   check<io_error>(in.good(), "rev::io::safetensors: cannot open '", path, "'");
   const auto size = static_cast<std::size_t>(in.tellg());
@@ -384,6 +410,9 @@ inline std::vector<std::byte> serialize(const file& f) {
   }
   std::uint64_t offset = 0;
   for (const auto& [name, e] : f.entries) {
+    check<io_error>(name != "__metadata__",
+                    "rev::io::safetensors: a tensor cannot be named '__metadata__' (the "
+                    "format reserves the key for the metadata; the file could not be read back)");
     if (!first) header += ',';
     first = false;
     detail::json_escape(header, name);
