@@ -177,12 +177,13 @@ struct trainer {
     opt.zero_grad();
     step_result r{};
     {
+      train::step_guard guard(net);  // a refused step restores the batch-norm running statistics
       peak_scope<cpu> scope;
       context ctx{phase::train};
       Net::cache tape{m_};
       const Tensor<float> logits = net.forward(ops::upsample_nearest(b.images, upsample), ctx, tape);
       r.loss = ops::cross_entropy(logits, b.labels, o_.label_smoothing);
-      train::check_finite_loss(r.loss, t);
+      guard.check_loss(r.loss, t);
       r.correct = count_correct(logits, b.labels);
       net.backward(tape, ops::cross_entropy_backward(logits, b.labels, o_.label_smoothing));
       r.peak_bytes = scope.peak_above_start();

@@ -9,6 +9,8 @@
 //
 // MODEL: revnet-38, revnet-110, revnet-164, revbifpn-s0 ... revbifpn-s6.
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -62,14 +64,30 @@ struct args {
     auto it = options.find(k);
     return it == options.end() ? fallback : it->second;
   }
-  long number(const std::string& k, long fallback) const {
+  // --k as an integer in [1, max]: digits only, no sign, no trailing characters, no wrap-around.
+  long number(const std::string& k, long fallback, long max) const {
     if (!has(k)) return fallback;
     const std::string v = get(k);
     char* end = nullptr;
+    errno = 0;
     const long n = std::strtol(v.c_str(), &end, 10);
-    if (v.empty() || *end != '\0' || n <= 0)
-      throw usage_error("rev: --" + k + " expects a positive integer, got '" + v + "'");
+    if (v.empty() || !std::isdigit(static_cast<unsigned char>(v[0])) || *end != '\0' || errno == ERANGE || n < 1 ||
+        n > max)
+      throw usage_error("rev: --" + k + " expects an integer from 1 to " + std::to_string(max) + ", got '" + v + "'");
     return n;
+  }
+  // --k as a finite number in (0, max].
+  double real(const std::string& k, double fallback, double max) const {
+    if (!has(k)) return fallback;
+    const std::string v = get(k);
+    char* end = nullptr;
+    const double x = std::strtod(v.c_str(), &end);
+    if (v.empty() || *end != '\0' || !(x > 0 && x <= max)) {
+      std::ostringstream s;
+      s << "rev: --" << k << " expects a number above 0 and at most " << max << ", got '" << v << "'";
+      throw usage_error(s.str());
+    }
+    return x;
   }
 };
 
@@ -115,7 +133,7 @@ void print_row(const part_summary& q) {
 int summary_command(const args& a) {
   if (a.positional.size() != 1) throw usage_error("rev summary: expected one MODEL");
   const model_entry& m = find_model(a.positional[0]);
-  const int res = static_cast<int>(a.number("res", m.default_res));
+  const int res = static_cast<int>(a.number("res", m.default_res, 1 << 16));
   if (res % m.size_multiple != 0)
     throw usage_error("rev summary: --res " + std::to_string(res) + " is not a multiple of " +
                       std::to_string(m.size_multiple) + ", which " + m.name + " needs");
@@ -155,6 +173,8 @@ int run_command(const args& a) {
   const std::string md = a.get("mode", "eval");
   if (md != "eval" && md != "train") throw usage_error("rev run: --mode must be eval or train, got '" + md + "'");
   o.train = md == "train";
+  if (!o.train && (a.has("stored") || a.has("reversible")))
+    throw usage_error("rev run: --stored and --reversible choose how a training step runs; they need --mode train");
   o.m = mode_of(a);
   m.run(o);
   std::printf("rev run %s (%s%s): wrote %s\n", m.name.c_str(), md.c_str(),
@@ -166,9 +186,9 @@ int bench_command(const args& a) {
   if (a.positional.size() != 1) throw usage_error("rev bench: expected one MODEL");
   const model_entry& m = find_model(a.positional[0]);
   bench_options o;
-  o.batch = a.number("batch", 8);
-  o.res = a.number("res", m.default_res);
-  o.steps = static_cast<int>(a.number("steps", 5));
+  o.batch = a.number("batch", 8, 1 << 16);
+  o.res = a.number("res", m.default_res, 1 << 16);
+  o.steps = static_cast<int>(a.number("steps", 5, 1 << 20));
   o.m = mode_of(a);
   if (o.res % m.size_multiple != 0)
     throw usage_error("rev bench: --res " + std::to_string(o.res) + " is not a multiple of " +
@@ -199,7 +219,7 @@ int bench_command(const args& a) {
 // reference's train.after_norev.<key> where the reference has it.
 int compare_command(const args& a) {
   if (a.positional.size() != 2) throw usage_error("rev compare: expected OUT and REFERENCE");
-  const double tol = a.has("tol") ? std::stod(a.get("tol")) : 5e-4;
+  const double tol = a.real("tol", 5e-4, 1e6);
   const io::file out = io::load(a.positional[0]), ref = io::load(a.positional[1]);
   int bad = 0, compared = 0;
   double worst = 0;
@@ -248,6 +268,7 @@ int main(int argc, char** argv) {
   try {
     const std::string cmd = argc > 1 ? argv[1] : "";
     if (cmd == "list") {
+      if (!parse(argc, argv, {}, {}).positional.empty()) throw usage_error("rev list: takes no arguments");
       for (const auto& m : registry())
         std::printf("%-12s %s, default %dx%d\n", m.name.c_str(), m.family.c_str(), m.default_res, m.default_res);
       return 0;
@@ -261,8 +282,7 @@ int main(int argc, char** argv) {
       std::fputs(usage, stdout);
       return 0;
     }
-    std::fputs(usage, stderr);
-    return 2;
+    throw usage_error(cmd.empty() ? "rev: no command" : "rev: unknown command '" + cmd + "'");
   } catch (const usage_error& e) {
     std::fprintf(stderr, "%s\n%s", e.what(), usage);
     return 2;

@@ -3,6 +3,10 @@
 #include <limits>
 
 #include "helpers.hpp"
+#include "rev/core/transfer.hpp"
+#include "rev/nn/batchnorm.hpp"
+#include "rev/nn/conv2d.hpp"
+#include "rev/nn/sequential.hpp"
 #include "rev/train/adamw.hpp"
 #include "rev/train/clip.hpp"
 #include "rev/train/ema.hpp"
@@ -250,4 +254,52 @@ TEST_CASE("check_finite_loss stops at a NaN or infinite loss and names the step"
                        doctest::Contains("the loss is inf at step 4"), value_error);
   CHECK_THROWS_WITH_AS(train::check_finite_loss(-std::numeric_limits<double>::infinity(), 5),
                        doctest::Contains("the loss is -inf at step 5"), value_error);
+}
+
+TEST_CASE("step_guard: a refused NaN step leaves the model bit for bit as a run that never saw it") {
+  using Net = nn::Sequential<nn::Conv2d<2, 4, nn::conv_opts{.kernel = 3, .padding = 1}, double>,
+                             nn::BatchNorm2d<4, nn::bn_opts{}, double>>;
+  Net a, b;
+  copy_state(a, b);
+  const Tensor<double> x = test::random<double>({3, 2, 5, 5}, 11), dy = test::random<double>({3, 4, 5, 5}, 12);
+  Tensor<double> bad = x.clone();
+  bad(1, 0, 2, 2) = std::numeric_limits<double>::quiet_NaN();
+  // One training step: forward, the guard, backward, SGD.
+  auto step = [&](Net& net, const Tensor<double>& input, std::int64_t t) {
+    train::SGD<double> opt(net, train::sgd_options{.lr = 0.1});
+    opt.zero_grad();
+    train::step_guard guard(net);
+    context ctx{phase::train};
+    typename Net::cache cache;
+    const Tensor<double> y = net.forward(input, ctx, cache);
+    guard.check_loss(ops::dot(y, dy), t);
+    net.backward(cache, dy);
+    opt.step();
+  };
+  CHECK_THROWS_WITH_AS(step(a, bad, 1), doctest::Contains("the loss is nan at step 1"), value_error);
+  step(a, x, 2);
+  step(b, x, 2);
+  auto same = [](Net& p, Net& q) {
+    std::vector<Tensor<double>> values;
+    p.for_each_parameter([&](const std::string&, auto& w) { values.push_back(w.value); });
+    p.for_each_buffer([&](const std::string&, auto& t) { values.push_back(t); });
+    std::size_t i = 0, differ = 0;
+    auto compare = [&](const Tensor<double>& t) {
+      const Tensor<double>& u = values[i++];
+      differ += !std::equal(t.begin(), t.end(), u.begin(), u.end());
+    };
+    q.for_each_parameter([&](const std::string&, auto& w) { compare(w.value); });
+    q.for_each_buffer([&](const std::string&, auto& t) { compare(t); });
+    return differ == 0 && i == values.size();
+  };
+  CHECK(same(a, b));
+  // Without the guard the refused batch would have left NaN running statistics.
+  Net c;
+  context ctx{phase::train};
+  c.forward(bad, ctx);
+  bool nan = false;
+  c.for_each_buffer([&](const std::string&, auto& t) {
+    for (double v : t) nan = nan || std::isnan(v);
+  });
+  CHECK(nan);
 }
