@@ -3,8 +3,14 @@
 #include "rev/additive.hpp"
 #include "rev/column.hpp"
 #include "rev/nn/activation.hpp"
+#include "rev/nn/attention.hpp"
 #include "rev/nn/conv2d.hpp"
+#include "rev/nn/flatten.hpp"
+#include "rev/nn/layernorm.hpp"
+#include "rev/nn/linear.hpp"
+#include "rev/nn/pool.hpp"
 #include "rev/nn/sequential.hpp"
+#include "rev/nn/space_to_depth.hpp"
 #include "rev/silo.hpp"
 
 namespace {
@@ -75,5 +81,32 @@ struct fuse_with_high {
 static_assert(ColumnCompatible<1, fuse_with_high<any_channels>::F>);
 static_assert(ColumnCompatible<3, fuse_with_high<any_channels>::F>);
 static_assert(!ColumnCompatible<3, fuse_with_high<7>::F>);
+
+// Signatures: layouts and widths of every layer, features of Linear and attention included.
+using Mlp = nn::Sequential<nn::LayerNorm<384>, nn::Linear<384, 1536>>;
+static_assert(Mlp::in_channels == 384 && Mlp::out_channels == 1536);
+static_assert(!AdditiveCompatible<Mlp, Mlp>);
+static_assert(in_signature_of<Mlp>()[0].layouts == layout::features);
+static_assert(!ChainableBlocks<Conv<3, 8>, nn::Linear<8, 4>>);              // a map is not features
+static_assert(!ChainableBlocks<nn::MultiHeadAttention<8, 2>, Conv<8, 8>>);  // tokens are not a map
+static_assert(ChainableBlocks<Conv<3, 8>, nn::GlobalAvgPool<float>, nn::Flatten<float>, nn::Linear<8, 4>>);
+static_assert(ChainableBlocks<nn::Linear<8, 16>, nn::GELU<float>, nn::Linear<16, 8>, nn::MultiHeadAttention<8, 2>>);
+static_assert(!ChainableBlocks<nn::Linear<8, 16>, nn::GELU<float>, nn::Linear<8, 8>>);  // 16 reach the second Linear
+// A leading layer without a signature takes what the first one with a signature takes.
+static_assert(sequence_in_signature<nn::ReLU<float>, Conv<3, 8>>()[0].width == 3);
+static_assert(sequence_in_signature<nn::ReLU<float>, Conv<3, 8>>()[0].layouts == layout::map);
+// Space-to-depth multiplies the channels reaching it: 2 -> 8 -> a Conv2d<8, _>.
+static_assert(ChainableBlocks<Conv<3, 2>, nn::SpaceToDepth<2, ops::s2d_order::revbifpn, float>, Conv<8, 4>>);
+static_assert(!ChainableBlocks<Conv<3, 2>, nn::SpaceToDepth<2, ops::s2d_order::revbifpn, float>, Conv<2, 4>>);
+// A two-stream Additive of token MLPs takes two token streams of the MLP's width.
+using Proj = nn::Sequential<nn::LayerNorm<8>, nn::Linear<8, 32>, nn::GELU<float>, nn::Linear<32, 8>>;
+using Streams = Additive<Proj, Proj, additive_layout::streams>;
+static_assert(in_signature_of<Streams>().size() == 2 && in_signature_of<Streams>()[1].width == 8);
+static_assert(ChainableBlocks<Streams, Streams> && !ChainableBlocks<Streams, Conv<8, 8>>);
+
+// Declared couplings and containers.
+static_assert(DeclaresCoupling<Additive<Conv<4, 4>, Conv<4, 4>>> && !DeclaresCoupling<Conv<4, 4>>);
+static_assert(Container<Chain<Conv<4, 4>>> && Container<Repeat<2, Conv<4, 4>>> && !Container<Conv<4, 4>>);
+static_assert(!Coupling<Repeat<2, Conv<4, 4>>>);
 
 }  // namespace

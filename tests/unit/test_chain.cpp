@@ -1,6 +1,7 @@
 #include "coupling_helpers.hpp"
 #include "rev/additive.hpp"
 #include "rev/affine.hpp"
+#include "rev/nn/dropout.hpp"
 #include "rev/nn/space_to_depth.hpp"
 
 using namespace rev;
@@ -96,4 +97,82 @@ TEST_CASE("Chain: a runtime mismatch inside a chain names the block") {
   Chain<ConvBlock<3, 4, float>, Additive<ConvBlock<2, 2, float>, ConvBlock<2, 2, float>>> net;
   context ctx{phase::eval};
   CHECK_THROWS_AS(net.forward(Tensor<float>({1, 5, 4, 4}), ctx), shape_error);
+}
+
+namespace {
+
+// Dropout with a fixed probability, default-constructible for use inside a Sequential.
+struct Drop : nn::Dropout<double> {
+  Drop() : nn::Dropout<double>(0.3) {}
+};
+using DCB = ConvBlock<2, 2, double>;
+// Batch-norm (in the checkpointed stem and in every F and G) and dropout: all replayed state.
+using Replayed = Chain<ConvBlock<4, 4, double>, Repeat<2, Additive<nn::Sequential<DCB, Drop>, DCB>>>;
+
+std::vector<Tensor<double>> gradients(Replayed& net) {
+  std::vector<Tensor<double>> g;
+  net.for_each_parameter([&](const std::string&, auto& p) { g.push_back(p.grad.clone()); });
+  return g;
+}
+
+// Walks back `tape` with dy after zeroing the gradients; returns the parameter gradients.
+template <class Tape>
+std::vector<Tensor<double>> walk_back(Replayed& net, Tape& tape, const Tensor<double>& dy, Tensor<double>& dx) {
+  zero_grad(net);
+  dx = net.backward(tape, dy);
+  return gradients(net);
+}
+
+}  // namespace
+
+TEST_CASE("Chain: two train-phase forwards on two reversible tapes walk back independently, in either order") {
+  // The second forward must not change what the first tape replays (batch statistics, dropout
+  // masks): each walk back equals ordinary backprop of its own forward.
+  Replayed net;
+  const auto x1 = test::random({3, 4, 6, 6}, 11), x2 = test::random({3, 4, 6, 6}, 12, -2, 3);
+  const auto dy1 = test::random({3, 4, 6, 6}, 13), dy2 = test::random({3, 4, 6, 6}, 14);
+  Generator gen;
+  context ctx{phase::train, &gen};
+
+  gen.seed(7);
+  Replayed::cache s1{mode::stored}, s2{mode::stored};
+  const auto y1_ref = net.forward(x1, ctx, s1), y2_ref = net.forward(x2, ctx, s2);
+  Tensor<double> dx1_ref, dx2_ref, dx1, dx2;
+  const auto g1_ref = walk_back(net, s1, dy1, dx1_ref), g2_ref = walk_back(net, s2, dy2, dx2_ref);
+
+  gen.seed(7);
+  Replayed::cache t1{mode::reversible}, t2{mode::reversible};
+  const auto y1 = net.forward(x1, ctx, t1), y2 = net.forward(x2, ctx, t2);
+  CHECK(test::max_rel_error(y1, y1_ref) < 1e-12);
+  CHECK(test::max_rel_error(y2, y2_ref) < 1e-12);
+  const auto g2 = walk_back(net, t2, dy2, dx2);  // the last forward first, then the earlier one
+  const auto g1 = walk_back(net, t1, dy1, dx1);
+  CHECK(test::max_rel_error(dx1, dx1_ref) < 1e-9);
+  CHECK(test::max_rel_error(dx2, dx2_ref) < 1e-9);
+  REQUIRE(g1.size() == g1_ref.size());
+  for (std::size_t i = 0; i < g1.size(); ++i) {
+    CAPTURE(i);
+    CHECK(test::max_rel_error(g1[i], g1_ref[i]) < 1e-9);
+    CHECK(test::max_rel_error(g2[i], g2_ref[i]) < 1e-9);
+  }
+  // A walk back leaves its record empty: the tape keeps nothing afterwards.
+  CHECK(t1.replay.empty());
+  CHECK(t2.replay.empty());
+}
+
+TEST_CASE("Chain and Repeat: a reversible tape in an eval-phase context is refused") {
+  Chain<CB, Additive<ConvBlock<2, 2, float>, ConvBlock<2, 2, float>>> chain;
+  Repeat<2, Additive<ConvBlock<2, 2, float>, ConvBlock<2, 2, float>>> repeat;
+  const auto x = test::random<float>({2, 4, 4, 4}, 3);
+  context eval{phase::eval};
+  typename decltype(chain)::cache chain_tape{mode::reversible};
+  typename decltype(repeat)::cache repeat_tape{mode::reversible};
+  CHECK_THROWS_WITH_AS(chain.forward(x, eval, chain_tape),
+                       doctest::Contains("rev::Chain: a reversible tape needs a train-phase context"), value_error);
+  CHECK_THROWS_WITH_AS(repeat.forward(x, eval, repeat_tape),
+                       doctest::Contains("rev::Repeat: a reversible tape needs a train-phase context"), value_error);
+  // Stored tapes serve eval-phase gradients.
+  typename decltype(chain)::cache stored{mode::stored};
+  const auto y = chain.forward(x, eval, stored);
+  CHECK(chain.backward(stored, y).shape() == x.shape());
 }

@@ -12,12 +12,16 @@
 //   recompute the reversible backward re-evaluates a function: BatchNorm reuses the batch
 //             statistics of the train forward without updating anything; dropout replays the
 //             kept rng_state. The result equals the train forward's up to reconstruction error.
+// What the recompute phase replays is kept in ctx.replay when the context has a record (the
+// tape of a reversible Chain or Repeat, core/replay.hpp), else in the layer.
 #pragma once
 
 #include <concepts>
 #include <string>
 
+#include "rev/core/replay.hpp"
 #include "rev/core/rng.hpp"
+#include "rev/core/signature.hpp"
 #include "rev/core/tensor.hpp"
 
 namespace rev {
@@ -27,6 +31,9 @@ enum class phase { eval, train, recompute };
 struct context {
   phase mode = phase::eval;
   Generator* rng = &default_generator();
+  /// Where train-phase forwards put, and recompute-phase forwards find, what the recompute
+  /// replays (nullptr: the layers keep it themselves).
+  replay_record* replay = nullptr;
 
   bool training() const { return mode != phase::eval; }
 };

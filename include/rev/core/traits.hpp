@@ -1,5 +1,17 @@
-// Compile-time facts about layers and couplings: the channel counts they map between and the
-// type of state (a tensor, or an array of tensors) they take and return.
+// Compile-time facts about layers and couplings: the signature of what they take and return.
+//
+// A block's signature gives, for each tensor it takes or returns, its LAYOUT (an NCHW map, a
+// token sequence [B, N, D], a vector [B, D]) and its WIDTH (the channels C of a map, the features
+// D of tokens or a vector); a block over several tensors (pyramid levels, streams) has one entry
+// per tensor. A layer states what it knows:
+//
+//   static constexpr int in_channels, out_channels;     // widths (or in_features, out_features)
+//   static constexpr rev::layout layout;                // the layouts it takes and returns
+//   static constexpr rev::layout in_layout, out_layout; // ... when they differ
+//
+// and what it leaves out is free: a layer without a width accepts any and keeps it (times its
+// channel_factor), a layer without a layout accepts any and keeps it. Sequential, Chain and
+// Repeat walk the signatures block by block and report the first junction that does not fit.
 #pragma once
 
 #include <array>
@@ -10,19 +22,23 @@
 
 namespace rev {
 
-/// The channel count of a layer that accepts any number of channels (and keeps it).
+/// The width of a layer that accepts any number of channels or features (and keeps it).
 inline constexpr int any_channels = -1;
 
+/// The width a layer takes: its in_channels (maps) or in_features (tokens, vectors).
 template <class L>
 constexpr int in_channels_of() {
   if constexpr (requires { L::in_channels; }) return L::in_channels;
+  else if constexpr (requires { L::in_features; }) return L::in_features;
   else return any_channels;
 }
+/// The width a layer returns: its out_channels or out_features; a layer stating only what it
+/// takes keeps it.
 template <class L>
 constexpr int out_channels_of() {
   if constexpr (requires { L::out_channels; }) return L::out_channels;
-  else if constexpr (requires { L::in_channels; }) return L::in_channels;
-  else return any_channels;
+  else if constexpr (requires { L::out_features; }) return L::out_features;
+  else return in_channels_of<L>();
 }
 
 /// How a layer without stated channel counts changes the count: out = in * factor (e.g. 4 for a
@@ -35,21 +51,6 @@ constexpr int channel_factor_of() {
 
 /// Whether two channel counts can be the same (any_channels matches everything).
 constexpr bool channels_match(int a, int b) { return a == any_channels || b == any_channels || a == b; }
-
-/// The index of the first block whose input channels differ from the channels reaching it, or
-/// -1. Channel-agnostic blocks pass the count through, so Conv<3,8>, ReLU, Conv<4,4> is caught.
-template <std::size_t N>
-constexpr int first_channel_break(const std::array<int, N>& in, const std::array<int, N>& out,
-                                  const std::array<int, N>& factor) {
-  int current = any_channels;
-  for (std::size_t i = 0; i < N; ++i) {
-    if (!channels_match(current, in[i])) return static_cast<int>(i);
-    if (out[i] != any_channels) current = out[i];
-    else if (in[i] != any_channels) current = in[i] * factor[i];
-    else if (current != any_channels) current *= factor[i];
-  }
-  return -1;
-}
 
 /// What flows between blocks: one tensor, or a fixed number of tensors (pyramid levels, streams).
 template <class L>

@@ -23,30 +23,68 @@ enum class additive_layout {
   streams          // two tensors {x1, x2} (Rev-ViT's two residual streams)
 };
 
-/// F must map x2's channels to x1's and G y1's channels to x2's.
+/// F must map x2 to x1's signature (what G takes, y1 = x1 + F(x2)) and G y1 to x2's (what F
+/// takes, y2 = x2 + G(y1)).
 template <class F, class G>
-concept AdditiveCompatible = channels_match(out_channels_of<F>(), in_channels_of<G>()) &&
-    channels_match(out_channels_of<G>(), in_channels_of<F>());
+concept AdditiveCompatible = fits(own_out_signature_of<F>(), in_signature_of<G>()) &&
+    fits(own_out_signature_of<G>(), in_signature_of<F>());
 
-/// In the split layouts the two halves have the same channel count.
+/// In the split layouts the two halves have the same width: F keeps it.
 template <class F>
-concept MapsHalfToHalf = channels_match(in_channels_of<F>(), out_channels_of<F>());
+concept MapsHalfToHalf = fits(own_out_signature_of<F>(), in_signature_of<F>());
+
+/// Named in the compile errors of an Additive whose F or G does not fit (signatures of
+/// core/signature.hpp): F maps x2 to what must be x1 (G's input); G maps y1 to what must be x2
+/// (F's input); with a channel split, F must keep the width of a half.
+template <class Taken>
+struct Additive_F_maps {
+  template <class Returned>
+  struct to {
+    template <class GTakes>
+    struct but_G_takes;
+    struct but_the_split_halves_have_one_width;
+  };
+};
+template <class Taken>
+struct Additive_G_maps {
+  template <class Returned>
+  struct to {
+    template <class FTakes>
+    struct but_F_takes;
+  };
+};
+
+namespace detail {
+// signatures_fit, or (an incomplete type) F or G of an Additive that does not fit.
+template <class F, class G, bool Split>
+constexpr auto additive_check() {
+  constexpr auto f_in = in_signature_of<F>(), f_out = own_out_signature_of<F>();
+  constexpr auto g_in = in_signature_of<G>(), g_out = own_out_signature_of<G>();
+  using f_maps = typename Additive_F_maps<signature_name_t<f_in>>::template to<signature_name_t<f_out>>;
+  if constexpr (!fits(f_out, g_in))
+    return std::type_identity<typename f_maps::template but_G_takes<signature_name_t<g_in>>>{};
+  else if constexpr (!fits(g_out, f_in))
+    return std::type_identity<typename Additive_G_maps<signature_name_t<g_in>>::template to<
+        signature_name_t<g_out>>::template but_F_takes<signature_name_t<f_in>>>{};
+  else if constexpr (Split && !fits(f_out, f_in))
+    return std::type_identity<typename f_maps::but_the_split_halves_have_one_width>{};
+  else return std::type_identity<signatures_fit>{};
+}
+}  // namespace detail
 
 template <class F, class G, additive_layout Layout = additive_layout::halves>
 class Additive {
   static_assert(std::same_as<typename F::value_type, typename G::value_type> &&
                     std::same_as<typename F::backend, typename G::backend>,
                 "rev::Additive<F,G>: F and G must have the same element type and backend");
-  static_assert(AdditiveCompatible<F, G>,
-                "rev::Additive<F,G>: F must map x2's channels to x1's channels and G must map x1's channels to x2's "
-                "channels (F::out_channels == G::in_channels, G::out_channels == F::in_channels)");
-  static_assert(Layout == additive_layout::streams || MapsHalfToHalf<F>,
-                "rev::Additive<F,G>: with a channel split, F must keep the channel count (both halves have C/2 "
-                "channels)");
+  // F or G not fitting makes this an error naming it (sizeof of an incomplete type).
+  static_assert(sizeof(typename decltype(detail::additive_check<F, G, Layout != additive_layout::streams>())::type) >
+                0);
 
  public:
   using value_type = typename F::value_type;
   using backend = typename F::backend;
+  static constexpr bool is_coupling = true;
   using tensor_type = Tensor<value_type, backend>;
   static constexpr bool split = Layout != additive_layout::streams;
   using input_type = std::conditional_t<split, tensor_type, Tensors<value_type, 2, backend>>;
@@ -54,6 +92,8 @@ class Additive {
   static constexpr int half_channels = in_channels_of<F>() != any_channels ? in_channels_of<F>() : out_channels_of<F>();
   static constexpr int in_channels = split && half_channels != any_channels ? 2 * half_channels : half_channels;
   static constexpr int out_channels = in_channels;
+  static constexpr layout in_layout = split ? layout::map : in_layout_of<F>() & in_layout_of<G>(),
+                          out_layout = in_layout;
 
   struct cache {
     typename F::cache f;
@@ -65,15 +105,15 @@ class Additive {
 
   output_type forward(const input_type& x, context& ctx) {
     auto [x1, x2] = unpack(x);
-    tensor_type y1 = ops::add(x1, f_.forward(x2, ctx));
-    tensor_type y2 = ops::add(x2, g_.forward(y1, ctx));
+    tensor_type y1 = ops::add(x1, of_f(f_.forward(x2, ctx), x2, x1));
+    tensor_type y2 = ops::add(x2, of_g(g_.forward(y1, ctx), y1, x2));
     return pack(y1, y2);
   }
 
   output_type forward(const input_type& x, context& ctx, cache& c) {
     auto [x1, x2] = unpack(x);
-    tensor_type y1 = ops::add(x1, f_.forward(x2, ctx, c.f));
-    tensor_type y2 = ops::add(x2, g_.forward(y1, ctx, c.g));
+    tensor_type y1 = ops::add(x1, of_f(f_.forward(x2, ctx, c.f), x2, x1));
+    tensor_type y2 = ops::add(x2, of_g(g_.forward(y1, ctx, c.g), y1, x2));
     return pack(y1, y2);
   }
 
@@ -93,8 +133,8 @@ class Additive {
 
   input_type inverse(const output_type& y, context& ctx) {
     auto [y1, y2] = unpack(y);
-    tensor_type x2 = ops::sub(y2, g_.forward(y1, ctx));
-    tensor_type x1 = ops::sub(y1, f_.forward(x2, ctx));
+    tensor_type x2 = ops::sub(y2, of_g(g_.forward(y1, ctx), y1, y2));
+    tensor_type x1 = ops::sub(y1, of_f(f_.forward(x2, ctx), x2, y1));
     return pack(x1, x2);
   }
 
@@ -105,11 +145,11 @@ class Additive {
     tensor_type x2, dz1;
     {  // undo G: x2 = y2 - G(y1), one evaluation of G serving both
       typename G::cache cg;
-      x2 = ops::sub(y2, g_.forward(y1, ctx, cg));
+      x2 = ops::sub(y2, of_g(g_.forward(y1, ctx, cg), y1, y2));
       dz1 = ops::add(dy1, g_.backward(cg, dy2));
     }
     typename F::cache cf;  // undo F: x1 = y1 - F(x2)
-    tensor_type x1 = ops::sub(y1, f_.forward(x2, ctx, cf));
+    tensor_type x1 = ops::sub(y1, of_f(f_.forward(x2, ctx, cf), x2, y1));
     tensor_type dx2 = ops::add(dy2, f_.backward(cf, dz1));
     return {pack(x1, x2), pack(dz1, dx2)};
   }
@@ -153,6 +193,20 @@ class Additive {
                                    Layout == additive_layout::halves ? y2 : y1};
       return ops::concat_channels(parts);
     }
+  }
+
+  // F(x2) is added to x1 (G(y1) to x2): a result of other extents is the named function's fault.
+  static const tensor_type& of_f(const tensor_type& fx, const tensor_type& x, const tensor_type& target) {
+    return added("F", fx, x, target, "x1");
+  }
+  static const tensor_type& of_g(const tensor_type& gx, const tensor_type& x, const tensor_type& target) {
+    return added("G", gx, x, target, "x2");
+  }
+  static const tensor_type& added(const char* fn, const tensor_type& result, const tensor_type& x,
+                                  const tensor_type& target, const char* what) {
+    check<shape_error>(result.shape() == target.shape(), "rev::Additive<F,G>: ", fn, " maps extents ", x.shape(),
+                       " to ", result.shape(), ", but it is added to ", what, " of extents ", target.shape());
+    return result;
   }
 
   static index_t batch_of(const input_type& x) {

@@ -218,6 +218,7 @@ class Affine {
  public:
   using value_type = typename S::value_type;
   using backend = typename S::backend;
+  static constexpr bool is_coupling = true;
   static_assert(std::same_as<backend, cpu>,
                 "rev::Affine<S,T>: CPU-only for now (its scale and log-determinant loop over host memory); S and T "
                 "must run on rev::cpu");

@@ -41,22 +41,60 @@ concept FusionLayer = requires {
 };
 
 namespace detail {
+// The first level l whose low input (l - 1's output, b_{l-1}) or high input (l + 1's output,
+// a_{l+1}) has other channels than Fuse<l> reads, and which input: {l, false} low, {l, true} high.
 template <int M, template <int> class Fuse, std::size_t... L>
-constexpr bool column_levels_fit(std::index_sequence<L...>) {
+constexpr std::pair<int, bool> first_unfit_level(std::index_sequence<L...>) {
   constexpr int out[] = {Fuse<static_cast<int>(L)>::out_channels...};
   constexpr int low[] = {Fuse<static_cast<int>(L)>::low_channels...};
   constexpr int high[] = {Fuse<static_cast<int>(L)>::high_channels...};
-  for (std::size_t l = 1; l < sizeof...(L); ++l)
-    if (!channels_match(low[l], out[l - 1])) return false;  // low_l = b_{l-1}
-  for (std::size_t l = 0; l + 1 < sizeof...(L); ++l)
-    if (!channels_match(high[l], out[l + 1])) return false;  // high_l = a_{l+1}
-  return true;
+  for (std::size_t l = 0; l < sizeof...(L); ++l) {
+    if (l > 0 && !channels_match(low[l], out[l - 1])) return {static_cast<int>(l), false};
+    if (l + 1 < sizeof...(L) && !channels_match(high[l], out[l + 1])) return {static_cast<int>(l), true};
+  }
+  return {-1, false};
 }
+template <int M, template <int> class Fuse>
+inline constexpr std::pair<int, bool> column_unfit = first_unfit_level<M, Fuse>(std::make_index_sequence<M>{});
 }  // namespace detail
 
 /// Level l's low input has level l-1's channels and its high input level l+1's.
 template <int M, template <int> class Fuse>
-concept ColumnCompatible = detail::column_levels_fit<M, Fuse>(std::make_index_sequence<static_cast<std::size_t>(M)>{});
+concept ColumnCompatible = detail::column_unfit<M, Fuse>
+.first < 0;
+
+/// Named in the compile error of a Column whose level L reads another channel count than its
+/// neighbour returns: Column_level<L>::reads_low<c>::but_level_below_returns<c'> (or high/above).
+template <int L>
+struct Column_level {
+  template <int Reads>
+  struct reads_low {
+    template <int Returns>
+    struct but_level_below_returns;
+  };
+  template <int Reads>
+  struct reads_high {
+    template <int Returns>
+    struct but_level_above_returns;
+  };
+};
+
+namespace detail {
+// signatures_fit, or (an incomplete type) the first level of a Column that does not fit.
+template <int M, template <int> class Fuse>
+constexpr auto column_check() {
+  constexpr auto bad = column_unfit<M, Fuse>;
+  if constexpr (bad.first < 0) {
+    return std::type_identity<signatures_fit>{};
+  } else if constexpr (bad.second) {
+    return std::type_identity<typename Column_level<bad.first>::template reads_high<
+        Fuse<bad.first>::high_channels>::template but_level_above_returns<Fuse<bad.first + 1>::out_channels>>{};
+  } else {
+    return std::type_identity<typename Column_level<bad.first>::template reads_low<
+        Fuse<bad.first>::low_channels>::template but_level_below_returns<Fuse<bad.first - 1>::out_channels>>{};
+  }
+}
+}  // namespace detail
 
 template <int M, template <int> class Fuse>
 class Column {
@@ -64,9 +102,8 @@ class Column {
   static_assert((FusionLayer<Fuse<0>>),
                 "rev::Column<M,Fuse>: Fuse<l> must be a two-input layer (low_channels, "
                 "high_channels, out_channels, cache)");
-  static_assert(ColumnCompatible<M, Fuse>,
-                "rev::Column<M,Fuse>: Fuse<l> must read level l-1's channels as its low input and level l+1's as its "
-                "high input");
+  // A level that does not fit makes this an error naming it (sizeof of an incomplete type).
+  static_assert(sizeof(typename decltype(detail::column_check<M, Fuse>())::type) > 0);
   template <std::size_t... L>
   static auto fuse_tuple(std::index_sequence<L...>) -> std::tuple<Fuse<static_cast<int>(L)>...>;
   using fuses = decltype(fuse_tuple(std::make_index_sequence<M>{}));
@@ -77,6 +114,7 @@ class Column {
  public:
   using value_type = typename Fuse<0>::value_type;
   using backend = typename Fuse<0>::backend;
+  static constexpr bool is_coupling = true;
   static_assert(std::same_as<backend, cpu>,
                 "rev::Column<M,Fuse>: CPU-only for now (its levels are host tensors); Fuse<l> must run on rev::cpu");
   using tensor_type = Tensor<value_type, backend>;

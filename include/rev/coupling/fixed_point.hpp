@@ -55,6 +55,7 @@ class FixedPointResidual {
  public:
   using value_type = typename G::value_type;
   using backend = typename G::backend;
+  static constexpr bool is_coupling = true;
   using tensor_type = Tensor<value_type, backend>;
   static_assert(std::same_as<typename G::tensor_type, tensor_type>,
                 "rev::FixedPointResidual<G>: g must map one tensor to one tensor");

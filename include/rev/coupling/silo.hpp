@@ -56,21 +56,31 @@ struct silo_pairs {
   }();
 };
 
+// Whether transform X (F<i, j> or G<i, j>) maps level i's channels to level j's (times the
+// merge's factor).
+template <class X, class Levels, class Merge, int I, int J>
+constexpr bool transform_fits() {
+  return channels_match(in_channels_of<X>(), Levels::channels[I]) &&
+         channels_match(out_channels_of<X>(), Merge::transform_channels(Levels::channels[J]));
+}
+
+// The first pair index k of `pairs` whose transform does not fit, or -1.
+template <class Levels, template <int, int> class X, class Merge, const auto& Pairs, std::size_t... K>
+constexpr int first_unfit_transform(std::index_sequence<K...>) {
+  int bad = -1;
+  ((bad < 0 && !transform_fits<X<Pairs[K].first, Pairs[K].second>, Levels, Merge, Pairs[K].first, Pairs[K].second>()
+        ? void(bad = static_cast<int>(K))
+        : void()),
+   ...);
+  return bad;
+}
 template <class Levels, template <int, int> class F, class Merge, std::size_t... K>
-constexpr bool down_transforms_fit(std::index_sequence<K...>) {
-  using P = silo_pairs<Levels::size>;
-  return (... && (channels_match(in_channels_of<F<P::down[K].first, P::down[K].second>>(),
-                                 Levels::channels[P::down[K].first]) &&
-                  channels_match(out_channels_of<F<P::down[K].first, P::down[K].second>>(),
-                                 Merge::transform_channels(Levels::channels[P::down[K].second]))));
+constexpr bool down_transforms_fit(std::index_sequence<K...> k) {
+  return first_unfit_transform<Levels, F, Merge, silo_pairs<Levels::size>::down>(k) < 0;
 }
 template <class Levels, template <int, int> class G, class Merge, std::size_t... K>
-constexpr bool up_transforms_fit(std::index_sequence<K...>) {
-  using P = silo_pairs<Levels::size>;
-  return (... &&
-          (channels_match(in_channels_of<G<P::up[K].first, P::up[K].second>>(), Levels::channels[P::up[K].first]) &&
-           channels_match(out_channels_of<G<P::up[K].first, P::up[K].second>>(),
-                          Merge::transform_channels(Levels::channels[P::up[K].second]))));
+constexpr bool up_transforms_fit(std::index_sequence<K...> k) {
+  return first_unfit_transform<Levels, G, Merge, silo_pairs<Levels::size>::up>(k) < 0;
 }
 
 }  // namespace detail
@@ -83,6 +93,55 @@ concept SiloDownCompatible =
 template <class Levels, template <int, int> class G, class Merge = additive_merge>
 concept SiloUpCompatible =
     detail::up_transforms_fit<Levels, G, Merge>(std::make_index_sequence<detail::silo_pairs<Levels::size>::count>{});
+
+/// Named in the compile error of a Silo whose transform F<I, J> or G<I, J> does not map level I's
+/// channels to level J's (times the merge's factor): maps<in>::to<out>::but_levels_need<in, out>.
+template <int I, int J>
+struct Silo_F {
+  template <int In>
+  struct maps {
+    template <int Out>
+    struct to {
+      template <int LevelI, int LevelJ>
+      struct but_levels_need;
+    };
+  };
+};
+template <int I, int J>
+struct Silo_G {
+  template <int In>
+  struct maps {
+    template <int Out>
+    struct to {
+      template <int LevelI, int LevelJ>
+      struct but_levels_need;
+    };
+  };
+};
+
+namespace detail {
+// signatures_fit, or (an incomplete type) the first F or G of a Silo that does not fit.
+template <class Levels, template <int, int> class F, template <int, int> class G, class Merge>
+constexpr auto silo_check() {
+  using P = silo_pairs<Levels::size>;
+  constexpr auto k = std::make_index_sequence<P::count>{};
+  constexpr int f = first_unfit_transform<Levels, F, Merge, P::down>(k);
+  constexpr int g = first_unfit_transform<Levels, G, Merge, P::up>(k);
+  if constexpr (f >= 0) {
+    constexpr int i = P::down[f].first, j = P::down[f].second;
+    using X = F<i, j>;
+    return std::type_identity<typename Silo_F<i, j>::template maps<in_channels_of<X>()>::template to<out_channels_of<
+        X>()>::template but_levels_need<Levels::channels[i], Merge::transform_channels(Levels::channels[j])>>{};
+  } else if constexpr (g >= 0) {
+    constexpr int i = P::up[g].first, j = P::up[g].second;
+    using X = G<i, j>;
+    return std::type_identity<typename Silo_G<i, j>::template maps<in_channels_of<X>()>::template to<out_channels_of<
+        X>()>::template but_levels_need<Levels::channels[i], Merge::transform_channels(Levels::channels[j])>>{};
+  } else {
+    return std::type_identity<signatures_fit>{};
+  }
+}
+}  // namespace detail
 
 enum class silo_kind {
   same,  // n levels in, n levels out
@@ -98,10 +157,9 @@ class Silo {
   static constexpr int n = Levels::size;
   static constexpr int n_in = Kind == silo_kind::grows ? n - 1 : n;
   static_assert(n >= 2, "rev::Silo<Levels,F,G>: needs at least two levels");
-  static_assert(SiloDownCompatible<Levels, F, Merge>,
-                "rev::Silo<Levels,F,G>: some F<i,j> does not map level i's channels to level j's channels");
-  static_assert(SiloUpCompatible<Levels, G, Merge>,
-                "rev::Silo<Levels,F,G>: some G<i,j> does not map level i's channels to level j's channels");
+  // A transform that does not fit makes this an error naming it and its levels (sizeof of an
+  // incomplete type).
+  static_assert(sizeof(typename decltype(detail::silo_check<Levels, F, G, Merge>())::type) > 0);
   static_assert(Kind == silo_kind::same || Merge::creates_levels,
                 "rev::Silo<Levels,F,G>: a growing silo needs an additive merge (the new level has no input to scale)");
 
@@ -121,6 +179,7 @@ class Silo {
  public:
   using value_type = typename any_transform::value_type;
   using backend = typename any_transform::backend;
+  static constexpr bool is_coupling = true;
   using tensor_type = Tensor<value_type, backend>;
   using input_type = Tensors<value_type, n_in, backend>;
   using output_type = Tensors<value_type, n, backend>;

@@ -12,6 +12,11 @@
 //
 // Chain and Repeat are blocks themselves: a Chain or Repeat of couplings is a coupling (it has
 // inverse and backward_reversible), so containers nest without keeping anything in between.
+//
+// A reversible tape also holds the replay record of its forward (core/replay.hpp): the batch
+// statistics, dropout draws and spectral normalisations the walk back re-evaluates with. So
+// two train-phase forwards on two tapes walk back independently, in any order. The outermost
+// container owns the record; nested ones use it. A reversible tape needs a train-phase context.
 #pragma once
 
 #include <array>
@@ -22,12 +27,95 @@
 #include <vector>
 
 #include "rev/core/layer.hpp"
+#include "rev/core/signature.hpp"
 #include "rev/core/traits.hpp"
 #include "rev/coupling/coupling.hpp"
 
 namespace rev {
 
 enum class mode { stored, reversible };
+
+namespace detail {
+
+// What a container's tape keeps besides its blocks' records: the mode and, for a reversible
+// tape made by the outermost container, the replay record of its forward.
+struct tape_state {
+  tape_state(mode mode_) : m(mode_) {}
+  mode m;
+  replay_record replay;
+  bool owns_replay = false;
+};
+
+// The context a container's forward runs its blocks in: `ctx`, with the tape's replay record
+// when the tape is reversible and no outer container provides one.
+inline context begin_forward(tape_state& t, const context& ctx, const char* who) {
+  check<value_error>(t.m == mode::stored || ctx.mode != phase::eval, who,
+                     ": a reversible tape needs a train-phase context (an eval-phase forward keeps no batch statistics "
+                     "or masks to replay); use forward(x, ctx) or a mode::stored tape in the eval phase");
+  context inner = ctx;
+  t.replay.clear();
+  t.owns_replay = t.m == mode::reversible && ctx.replay == nullptr;
+  if (t.owns_replay) inner.replay = &t.replay;
+  return inner;
+}
+
+// What a container's backward walks back with: its own replay record, if it made one.
+class walk_back {
+ public:
+  explicit walk_back(tape_state& t) : t_(t), scope_(t.owns_replay ? &t.replay : current_replay()) {}
+  ~walk_back() {
+    if (t_.owns_replay) t_.replay.clear();
+    t_.owns_replay = false;
+  }
+  walk_back(const walk_back&) = delete;
+  walk_back& operator=(const walk_back&) = delete;
+
+ private:
+  tape_state& t_;
+  replay_scope scope_;
+};
+
+}  // namespace detail
+
+/// The container protocol (Chain, Repeat): a block whose tape chooses the mode and which returns
+/// its input with the gradient. It declares `static constexpr bool is_container = true;`, its
+/// `cache` is made from a mode and keeps it in `m`, and it has
+///   reconstructed<In> backward_with_input(cache& c, const Out& dy).
+/// A container of ordinary blocks checkpoints inside itself when run in a reversible container.
+template <class C>
+concept DeclaresContainer = requires {
+  requires C::is_container;
+};
+
+namespace detail {
+template <class C>
+concept container_tape = requires(typename C::cache& k, mode m) {
+  requires std::constructible_from<typename C::cache, mode>;
+  k.m = m;
+};
+template <class C>
+concept container_backward = requires(C& c, typename C::cache& k, const output_t<C>& dy) {
+  { c.backward_with_input(k, dy) } -> std::same_as<reconstructed<input_t<C>>>;
+};
+}  // namespace detail
+
+template <class C>
+concept Container = DeclaresContainer<C> && detail::container_tape<C> && detail::container_backward<C>;
+
+/// true; a compile error naming what is missing for a block that declares itself a coupling or
+/// a container and does not follow that protocol (see also checked_coupling).
+template <class S>
+constexpr bool checked_block() {
+  if constexpr (DeclaresContainer<S>) {
+    static_assert(detail::container_tape<S>,
+                  "rev::Container: a block declaring is_container lacks a `cache` made from a rev::mode and keeping "
+                  "it in `m`");
+    static_assert(detail::container_backward<S>,
+                  "rev::Container: a block declaring is_container lacks `rev::reconstructed<In> "
+                  "backward_with_input(cache& c, const Out& dy)`");
+  }
+  return checked_coupling<S>();
+}
 
 namespace detail {
 
@@ -38,22 +126,14 @@ struct block_record {
   input_t<S> checkpoint;     // reversible mode, ordinary blocks only: the block's input
 };
 
-template <class C>
-void set_mode(C& c, mode m) {
-  if constexpr (requires { c.m; }) c.m = m;
-}
-
 // Forward of one block, keeping what the mode asks for.
 template <class S>
 output_t<S> forward_block(S& s, const input_t<S>& x, context& ctx, block_record<S>& r, mode m) {
-  if (m == mode::stored) {
-    set_mode(r.stored, m);
-    return s.forward(x, ctx, r.stored);
-  }
+  if constexpr (Container<S>) r.stored.m = m;
+  if (m == mode::stored) return s.forward(x, ctx, r.stored);
   if constexpr (Coupling<S>) {
     return s.forward(x, ctx);
-  } else if constexpr (requires { r.stored.m; }) {
-    set_mode(r.stored, m);  // a container of ordinary blocks checkpoints inside itself
+  } else if constexpr (Container<S>) {  // a container of ordinary blocks checkpoints inside itself
     return s.forward(x, ctx, r.stored);
   } else {
     r.checkpoint = x;
@@ -74,7 +154,7 @@ reconstructed<input_t<S>> backward_block(S& s, const output_t<S>& y, const outpu
   }
   if constexpr (Coupling<S>) {
     return s.backward_reversible(y, dy);
-  } else if constexpr (requires { r.stored.m; }) {
+  } else if constexpr (Container<S>) {
     return s.backward_with_input(r.stored, dy);
   } else {
     context ctx = recompute_context();
@@ -87,39 +167,76 @@ reconstructed<input_t<S>> backward_block(S& s, const output_t<S>& y, const outpu
 
 }  // namespace detail
 
-/// Blocks chain when each one's output type and channels are the next one's input.
-template <class A, class B>
-concept Chainable = std::same_as<output_t<A>, input_t<B>> && channels_match(out_channels_of<A>(), in_channels_of<B>());
-
 namespace detail {
-// The index of the first block whose output does not fit the next block's input, or -1.
 template <class... S>
-constexpr int first_unchainable() {
-  using tuple = std::tuple<S...>;
-  int bad = -1;
-  [&]<std::size_t... I>(std::index_sequence<I...>) {
-    ((bad < 0 && !Chainable<std::tuple_element_t<I, tuple>, std::tuple_element_t<I + 1, tuple>>
-          ? void(bad = static_cast<int>(I))
-          : void()),
-     ...);
+constexpr bool same_state_types() {
+  return [&]<std::size_t... I>(std::index_sequence<I...>) {
+    return (std::same_as<output_t<nth_block<I, S...>>, input_t<nth_block<I + 1, S...>>> && ...);
   }
   (std::make_index_sequence<sizeof...(S) - 1>{});
-  if (bad < 0)
-    bad = first_channel_break<sizeof...(S)>({in_channels_of<S>()...}, {out_channels_of<S>()...},
-                                            {channel_factor_of<S>()...});
-  return bad;
 }
 }  // namespace detail
 
-/// The blocks of a Chain fit together: block i's output (type and channels) is block i+1's input.
+/// The blocks of a Chain fit together: at every junction, the signatures fit (core/signature.hpp)
+/// and block i returns the state type (element type, backend, tensor count) block i+1 takes.
 template <class... S>
-concept ChainableBlocks = (detail::first_unchainable<S...>() < 0);
+concept ChainableBlocks = first_junction_mismatch<S...>()
+< 0 && detail::same_state_types<S...>();
+
+/// Two blocks chain: ChainableBlocks<A, B>.
+template <class A, class B>
+concept Chainable = ChainableBlocks<A, B>;
+
+/// Named in the compile error of a Chain whose junction J does not fit (J joins blocks J, J + 1).
+template <int J>
+struct Chain_junction {
+  template <class Returned>
+  struct block_returns {
+    template <class Taken>
+    struct next_block_takes;
+  };
+};
+/// Named in the compile error of a Repeat whose block does not take what it returns.
+template <class Returned>
+struct Repeat_block_returns {
+  template <class Taken>
+  struct but_takes;
+};
+
+namespace detail {
+// signatures_fit, or (an incomplete type) the first junction of a Chain that does not fit.
+template <class... S>
+constexpr auto chain_junction_check() {
+  constexpr int j = first_junction_mismatch<S...>();
+  if constexpr (j >= 0) {
+    constexpr auto returned = returned_by<j, S...>(sequence_in_signature<S...>());
+    constexpr auto taken = in_signature_of<nth_block<j + 1, S...>>();
+    return std::type_identity<typename Chain_junction<j>::template block_returns<
+        signature_name_t<returned>>::template next_block_takes<signature_name_t<taken>>>{};
+  } else {
+    return std::type_identity<signatures_fit>{};
+  }
+}
+// signatures_fit, or (an incomplete type) what a Repeat's block returns and takes.
+template <class Block>
+constexpr auto repeat_check() {
+  constexpr auto taken = sequence_in_signature<Block, Block>();
+  constexpr auto returned = out_signature_of<Block>(taken);
+  if constexpr (!fits(returned, taken))
+    return std::type_identity<
+        typename Repeat_block_returns<signature_name_t<returned>>::template but_takes<signature_name_t<taken>>>{};
+  else return std::type_identity<signatures_fit>{};
+}
+}  // namespace detail
 
 template <class... S>
 class Chain {
   static_assert(sizeof...(S) > 0, "rev::Chain<S...>: needs at least one block");
-  static_assert(ChainableBlocks<S...>,
-                "rev::Chain<S...>: a block's output (state type or channel count) does not fit the next block's input");
+  static_assert((checked_block<S>() && ...));
+  // A junction that does not fit makes this an error naming it (sizeof of an incomplete type).
+  static_assert(sizeof(typename decltype(detail::chain_junction_check<S...>())::type) > 0);
+  static_assert(detail::same_state_types<S...>(),
+                "rev::Chain<S...>: a block returns another element type or backend than the next block takes");
   using tuple = std::tuple<S...>;
   static constexpr std::size_t n = sizeof...(S);
   using first = std::tuple_element_t<0, tuple>;
@@ -131,12 +248,18 @@ class Chain {
   using tensor_type = Tensor<value_type, backend>;
   using input_type = input_t<first>;
   using output_type = output_t<last>;
-  static constexpr int in_channels = in_channels_of<first>();
-  static constexpr int out_channels = out_channels_of<last>();
+  static constexpr auto in_signature = sequence_in_signature<S...>();
+  template <std::size_t N>
+  static constexpr auto out_signature(const signature<N>& reaching) {
+    return sequence_out_signature<S...>(reaching);
+  }
+  static constexpr int in_channels = in_signature[0].width;
+  static constexpr int out_channels = out_signature(in_signature)[0].width;
+  static constexpr bool is_container = true;
+  static constexpr bool is_coupling = (Coupling<S> && ...);
 
-  struct cache {
-    cache(mode mode_ = mode::stored) : m(mode_) {}
-    mode m;
+  struct cache : detail::tape_state {
+    cache(mode mode_ = mode::stored) : detail::tape_state(mode_) {}
     std::tuple<detail::block_record<S>...> records;
     output_type y;  // reversible mode: where the reconstruction starts
   };
@@ -146,8 +269,9 @@ class Chain {
   }
 
   output_type forward(const input_type& x, context& ctx, cache& c) {
+    context inner = detail::begin_forward(c, ctx, "rev::Chain");
     output_type y = run<0>(x, [&](auto& s, const auto& v, auto i) {
-      return detail::forward_block(s, v, ctx, std::get<decltype(i)::value>(c.records), c.m);
+      return detail::forward_block(s, v, inner, std::get<decltype(i)::value>(c.records), c.m);
     });
     if (c.m == mode::reversible) c.y = y;
     return y;
@@ -157,6 +281,7 @@ class Chain {
 
   /// backward that also returns the input, reconstructed or checkpointed (reversible mode).
   reconstructed<input_type> backward_with_input(cache& c, const output_type& dy) {
+    detail::walk_back w(c);
     return back<n - 1>(c, std::exchange(c.y, output_type{}), dy);
   }
 
@@ -228,8 +353,10 @@ class Chain {
 template <int N, class Block>
 class Repeat {
   static_assert(N > 0, "rev::Repeat<N,Block>: N must be positive");
-  static_assert(Chainable<Block, Block>,
-                "rev::Repeat<N,Block>: Block's output (state type or channel count) must equal its input");
+  static_assert(checked_block<Block>());
+  static_assert(sizeof(typename decltype(detail::repeat_check<Block>())::type) > 0);
+  static_assert(std::same_as<input_t<Block>, output_t<Block>>,
+                "rev::Repeat<N,Block>: Block returns another element type or backend than it takes");
 
  public:
   using value_type = typename Block::value_type;
@@ -237,12 +364,18 @@ class Repeat {
   using tensor_type = Tensor<value_type, backend>;
   using input_type = input_t<Block>;
   using output_type = output_t<Block>;
+  static constexpr auto in_signature = in_signature_of<Block>();
+  template <std::size_t M>
+  static constexpr auto out_signature(const signature<M>& reaching) {
+    return out_signature_of<Block>(reaching);
+  }
   static constexpr int in_channels = in_channels_of<Block>();
   static constexpr int out_channels = out_channels_of<Block>();
+  static constexpr bool is_container = true;
+  static constexpr bool is_coupling = Coupling<Block>;
 
-  struct cache {
-    cache(mode mode_ = mode::stored) : m(mode_) {}
-    mode m;
+  struct cache : detail::tape_state {
+    cache(mode mode_ = mode::stored) : detail::tape_state(mode_) {}
     std::vector<detail::block_record<Block>> records;
     output_type y;
   };
@@ -254,9 +387,10 @@ class Repeat {
   }
 
   output_type forward(const input_type& x, context& ctx, cache& c) {
+    context inner = detail::begin_forward(c, ctx, "rev::Repeat");
     c.records.assign(N, {});
     output_type v = x;
-    for (std::size_t i = 0; i < blocks_.size(); ++i) v = detail::forward_block(blocks_[i], v, ctx, c.records[i], c.m);
+    for (std::size_t i = 0; i < blocks_.size(); ++i) v = detail::forward_block(blocks_[i], v, inner, c.records[i], c.m);
     if (c.m == mode::reversible) c.y = v;
     return v;
   }
@@ -265,6 +399,7 @@ class Repeat {
 
   /// backward that also returns the input, reconstructed or checkpointed (reversible mode).
   reconstructed<input_type> backward_with_input(cache& c, const output_type& dy) {
+    detail::walk_back w(c);
     return back(c, std::exchange(c.y, output_type{}), dy);
   }
 

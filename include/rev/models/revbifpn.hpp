@@ -180,6 +180,7 @@ class RevBlockGroup {
  public:
   using value_type = typename first::value_type;
   using backend = typename first::backend;
+  static constexpr bool is_coupling = true;
   using tensor_type = Tensor<value_type, backend>;
   using input_type = Tensors<value_type, static_cast<int>(n), backend>;
   using output_type = input_type;
@@ -242,6 +243,7 @@ class RevBlockGroup {
 template <int Cin, Scalar T, class B>
 class Stem : public layer_types<T, B>, public no_parameters {
  public:
+  static constexpr bool is_coupling = true;
   using tensor_type = Tensor<T, B>;
   using input_type = tensor_type;
   using output_type = Tensors<T, 1, B>;

@@ -132,6 +132,7 @@ class Transition : public layer_types<T, cpu> {
  public:
   using tensor_type = Tensor<T>;
   static constexpr int in_channels = In, out_channels = Out;
+  static constexpr layout in_layout = layout::map, out_layout = layout::map;
   struct cache {
     typename F::cache f;
     typename G::cache g;

@@ -27,6 +27,7 @@ class MultiHeadAttention : public layer_types<T, B> {
   using tensor_type = Tensor<T, B>;
   using param_type = Param<T, B>;
   static constexpr int in_features = Dim, out_features = Dim, heads = Heads, head_dim = Dim / Heads;
+  static constexpr layout in_layout = layout::tokens, out_layout = layout::tokens;
 
   struct cache {
     tensor_type x, q, k, v, attended;  // attended: the heads' outputs before "proj"

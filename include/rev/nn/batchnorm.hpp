@@ -21,8 +21,10 @@ struct bn_opts {
 
 /// Batch normalisation over C channels. Phases (core/layer.hpp):
 ///   train      batch statistics; the running statistics are updated once (unless
-///              track_running_stats is false) and the batch statistics are kept in the layer;
-///   recompute  the kept batch statistics, nothing is updated; backward as in train;
+///              track_running_stats is false) and the batch statistics are kept in ctx.replay
+///              (the tape's replay record) when there is one, and in the layer;
+///   recompute  the batch statistics kept in ctx.replay, else those kept in the layer; nothing
+///              is updated; backward as in train;
 ///   eval       the running statistics, which backward treats as constants.
 template <int C, bn_opts O = bn_opts{}, Scalar T = float, class B = cpu>
 class BatchNorm2d : public layer_types<T, B> {
@@ -34,6 +36,7 @@ class BatchNorm2d : public layer_types<T, B> {
   using tensor_type = Tensor<T, B>;
   using param_type = Param<T, B>;
   static constexpr int in_channels = C, out_channels = C;
+  static constexpr layout in_layout = layout::map, out_layout = layout::map;
   static constexpr bn_opts options = O;
 
   struct cache {
@@ -99,21 +102,34 @@ class BatchNorm2d : public layer_types<T, B> {
         tensor_type y = ops::batch_norm_train(x, weight.value, bias.value, O.eps, kept_);
         if (track_running_stats) ops::batch_norm_update_running(running_mean, running_var, kept_, n, O.momentum);
         kept_.var = tensor_type();  // read by the running update only
+        if (ctx.replay) ctx.replay->put(this, kept_);
         stats = kept_;
         batch = true;
         return y;
       }
       case phase::recompute:
-        check<value_error>(!kept_.mean.empty(), who,
-                           ": recompute phase without batch statistics (no train-phase forward ran before)");
-        stats = kept_;
+        stats = replayed(ctx);
         batch = true;
-        return ops::batch_norm_apply(x, weight.value, bias.value, kept_);
+        return ops::batch_norm_apply(x, weight.value, bias.value, stats);
       case phase::eval: break;
     }
     stats = running_statistics();
     batch = false;
     return ops::batch_norm_apply(x, weight.value, bias.value, stats);
+  }
+
+  // The batch statistics the recompute phase uses: those of the tape's forward, or the kept ones.
+  const ops::batch_stats<T, B>& replayed(const context& ctx) const {
+    if (ctx.replay) {
+      const auto* s = ctx.replay->find<ops::batch_stats<T, B>>(this);
+      check<value_error>(s != nullptr, who,
+                         ": recompute phase without batch statistics in the tape being walked back (the layer did not "
+                         "run in that tape's train-phase forward)");
+      return *s;
+    }
+    check<value_error>(!kept_.mean.empty(), who,
+                       ": recompute phase without batch statistics (no train-phase forward ran before)");
+    return kept_;
   }
 
   // mean = running_mean, invstd = 1 / sqrt(running_var + eps).

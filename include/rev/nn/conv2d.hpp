@@ -38,6 +38,7 @@ class Conv2d : public layer_types<T, B> {
   using tensor_type = Tensor<T, B>;
   using param_type = Param<T, B>;
   static constexpr int in_channels = In, out_channels = Out;
+  static constexpr layout in_layout = layout::map, out_layout = layout::map;
   static constexpr conv_opts opts = O;
   static constexpr int padding = O.padding < 0 ? (O.kernel - 1) / 2 * O.dilation : O.padding;
   static constexpr ops::conv2d_params params{O.stride, O.stride, padding, padding, O.dilation, O.dilation, O.groups};

@@ -1,6 +1,8 @@
 // Dropout and DropPath layers (no parameters). By the context's phase (core/layer.hpp):
-//   train      draws ctx.rng->draw(count) and keeps the rng_state, in the layer and in the cache
-//   recompute  replays the layer's kept rng_state: the same mask, nothing drawn
+//   train      draws ctx.rng->draw(count) and keeps the rng_state, in the layer, in the cache and
+//              in ctx.replay (the tape's replay record) when there is one
+//   recompute  replays the rng_state kept in ctx.replay, else the layer's: the same mask,
+//              nothing drawn
 //   eval       the identity (a copy of x); so is p = 0 in every phase, without a draw
 // count is the number of elements (Dropout) or of samples (DropPath). Only the last train-phase
 // draw is kept, so a layer object serves one call site of one forward pass. set_state() lets
@@ -52,13 +54,15 @@ class drop_layer : public layer_types<T, B>, public no_parameters {
     const std::uint64_t count = Count{}(x);
     if (ctx.mode == phase::train) {
       set_state(ctx.rng->draw(count), count);
+      if (ctx.replay) ctx.replay->put(this, draw{state_, count_});
+      c.state = state_;
     } else {
-      check<error>(has_state_, who_, ": recompute phase before any train-phase forward (no rng_state to replay)");
-      check<shape_error>(count == count_, who_, ": the recompute-phase input ", x.shape(), " needs ", count,
-                         " random numbers, the train-phase forward drew ", count_);
+      const draw d = replayed(ctx);
+      check<shape_error>(count == d.count, who_, ": the recompute-phase input ", x.shape(), " needs ", count,
+                         " random numbers, the train-phase forward drew ", d.count);
+      c.state = d.state;
     }
-    c.state = state_;
-    return Op::forward(x, p_, state_);
+    return Op::forward(x, p_, c.state);
   }
 
   tensor_type backward(cache& c, const tensor_type& dy) {
@@ -66,6 +70,24 @@ class drop_layer : public layer_types<T, B>, public no_parameters {
   }
 
  private:
+  struct draw {
+    rng_state state;
+    std::uint64_t count = 0;
+  };
+
+  // The draw the recompute phase replays: that of the tape's forward, or the layer's last one.
+  draw replayed(const context& ctx) const {
+    if (ctx.replay) {
+      const draw* d = ctx.replay->find<draw>(this);
+      check<error>(d != nullptr, who_,
+                   ": recompute phase without an rng_state in the tape being walked back (the layer did not run in "
+                   "that tape's train-phase forward)");
+      return *d;
+    }
+    check<error>(has_state_, who_, ": recompute phase before any train-phase forward (no rng_state to replay)");
+    return {state_, count_};
+  }
+
   double p_;
   const char* who_;
   rng_state state_;

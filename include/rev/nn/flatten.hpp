@@ -11,6 +11,8 @@ template <Scalar T = float, class B = cpu>
 class Flatten : public layer_types<T, B>, public no_parameters {
  public:
   using tensor_type = Tensor<T, B>;
+  /// A flat [N, D] whose width is known only at run time (D = C * H * W of a map).
+  static constexpr signature<1> out_signature(const signature<1>&) { return {{{layout::flat, any_channels}}}; }
   struct cache {
     Shape shape;
   };

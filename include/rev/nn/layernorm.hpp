@@ -64,6 +64,7 @@ class LayerNorm : public detail::layer_norm_base<D, T, B> {
   using typename base::cache;
   using typename base::tensor_type;
   static constexpr int in_channels = D, out_channels = D;
+  static constexpr layout in_layout = layout::features, out_layout = layout::features;
   static constexpr double eps = double(Eps::num) / double(Eps::den);
 
   tensor_type forward(const tensor_type& x, context&) {
@@ -99,6 +100,7 @@ class LayerNorm2d : public detail::layer_norm_base<C, T, B> {
   using typename base::cache;
   using typename base::tensor_type;
   static constexpr int in_channels = C, out_channels = C;
+  static constexpr layout in_layout = layout::map, out_layout = layout::map;
   static constexpr double eps = double(Eps::num) / double(Eps::den);
 
   tensor_type forward(const tensor_type& x, context&) {

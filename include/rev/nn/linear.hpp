@@ -19,6 +19,7 @@ class Linear : public layer_types<T, B> {
   using tensor_type = Tensor<T, B>;
   using param_type = Param<T, B>;
   static constexpr int in_features = In, out_features = Out;
+  static constexpr layout in_layout = layout::features, out_layout = layout::features;
 
   struct cache {
     tensor_type x;

@@ -101,6 +101,7 @@ template <int In, int Out, mbconv_opts O = mbconv_opts{}, Scalar T = float, clas
 class MBConv : public layer_types<T, B> {
  public:
   static constexpr int in_channels = In, out_channels = Out;
+  static constexpr layout in_layout = layout::map, out_layout = layout::map;
   static constexpr int mid_channels = detail::mbconv_mid(In, O.expand);
   static constexpr int se_channels = detail::mbconv_se(In, O);
   static constexpr bool expands = O.expand != 1;

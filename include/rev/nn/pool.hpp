@@ -13,6 +13,7 @@ template <Scalar T = float, class B = cpu>
 class GlobalAvgPool : public layer_types<T, B>, public no_parameters {
  public:
   using tensor_type = Tensor<T, B>;
+  static constexpr layout in_layout = layout::map, out_layout = layout::map;  // [N, C, 1, 1]
   struct cache {
     Shape input_shape;
   };

@@ -17,6 +17,7 @@ class UpsampleBilinear : public layer_types<T, B>, public no_parameters {
   using tensor_type = Tensor<T, B>;
   struct cache {};
   static constexpr int factor = Factor;
+  static constexpr layout in_layout = layout::map, out_layout = layout::map;
 
   tensor_type forward(const tensor_type& x, context&) { return ops::upsample_bilinear(x, Factor); }
   tensor_type forward(const tensor_type& x, context& ctx, cache&) { return forward(x, ctx); }
@@ -32,6 +33,7 @@ class UpsampleNearest : public layer_types<T, B>, public no_parameters {
   using tensor_type = Tensor<T, B>;
   struct cache {};
   static constexpr int factor = Factor;
+  static constexpr layout in_layout = layout::map, out_layout = layout::map;
 
   tensor_type forward(const tensor_type& x, context&) { return ops::upsample_nearest(x, Factor); }
   tensor_type forward(const tensor_type& x, context& ctx, cache&) { return forward(x, ctx); }

@@ -7,54 +7,61 @@
 #include <utility>
 
 #include "rev/core/layer.hpp"
+#include "rev/core/signature.hpp"
 #include "rev/core/traits.hpp"
 
 namespace rev::nn {
 
+/// The layers of a Sequential chain: at every junction, what layer i returns fits what layer i+1
+/// takes (layout and width; core/signature.hpp).
+template <class... L>
+concept ChainableLayers = first_junction_mismatch<L...>()
+< 0;
+
+/// Named in the compile error of a Sequential whose junction J does not fit (J joins layers J
+/// and J + 1, 0-based).
+template <int J>
+struct Sequential_junction {
+  template <class Returned>
+  struct layer_returns {
+    template <class Taken>
+    struct next_layer_takes;
+  };
+};
+
 namespace detail {
-
-// The index of the first layer whose input channels differ from those reaching it, or -1.
+// signatures_fit, or (an incomplete type) the first junction of a Sequential that does not fit.
 template <class... L>
-constexpr int first_channel_mismatch() {
-  return first_channel_break<sizeof...(L)>({in_channels_of<L>()...}, {out_channels_of<L>()...},
-                                           {channel_factor_of<L>()...});
+constexpr auto layer_junction_check() {
+  constexpr int j = first_junction_mismatch<L...>();
+  if constexpr (j >= 0) {
+    constexpr auto returned = rev::detail::returned_by<j, L...>(sequence_in_signature<L...>());
+    constexpr auto taken = in_signature_of<rev::detail::nth_block<j + 1, L...>>();
+    return std::type_identity<typename Sequential_junction<j>::template layer_returns<
+        signature_name_t<returned>>::template next_layer_takes<signature_name_t<taken>>>{};
+  } else {
+    return std::type_identity<signatures_fit>{};
+  }
 }
-
-// Channel-agnostic layers keep their channel count, so a sequence's input channels are those of
-// its first layer that states them, and its output channels those of its last.
-template <class... L>
-constexpr int sequence_in_channels() {
-  for (int c : {in_channels_of<L>()...})
-    if (c != any_channels) return c;
-  return any_channels;
-}
-template <class... L>
-constexpr int sequence_out_channels() {
-  int last = any_channels;
-  for (int c : {out_channels_of<L>()...})
-    if (c != any_channels) last = c;
-  return last;
-}
-
 }  // namespace detail
-
-/// The layers of a Sequential must chain: layer i's output channels are layer i+1's input channels.
-template <class... L>
-concept ChainableLayers = (detail::first_channel_mismatch<L...>() < 0);
 
 template <class... L>
 class Sequential {
   static_assert(sizeof...(L) > 0, "rev::nn::Sequential<L...>: needs at least one layer");
-  static_assert(ChainableLayers<L...>,
-                "rev::nn::Sequential<L...>: the output channels of a layer differ from the input channels of the next");
+  // A junction that does not fit makes this an error naming it (sizeof of an incomplete type).
+  static_assert(sizeof(typename decltype(detail::layer_junction_check<L...>())::type) > 0);
   using first = std::tuple_element_t<0, std::tuple<L...>>;
 
  public:
   using value_type = typename first::value_type;
   using backend = typename first::backend;
   using tensor_type = Tensor<value_type, backend>;
-  static constexpr int in_channels = detail::sequence_in_channels<L...>();
-  static constexpr int out_channels = detail::sequence_out_channels<L...>();
+  static constexpr signature<1> in_signature = sequence_in_signature<L...>();
+  static constexpr signature<1> out_signature(const signature<1>& reaching) {
+    return sequence_out_signature<L...>(reaching);
+  }
+  static constexpr int in_channels = in_signature[0].width;
+  static constexpr int out_channels = out_signature(in_signature)[0].width;
   struct cache {
     std::tuple<typename L::cache...> layers;
   };

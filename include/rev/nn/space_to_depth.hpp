@@ -16,10 +16,12 @@ class SpaceToDepth : public layer_types<T, B>, public no_parameters {
   static_assert(Block >= 1, "rev::nn::SpaceToDepth: Block must be >= 1");
 
  public:
+  static constexpr bool is_coupling = true;
   using tensor_type = Tensor<T, B>;
   struct cache {};
   static constexpr int block = Block;
   static constexpr int channel_factor = Block * Block;
+  static constexpr layout in_layout = layout::map, out_layout = layout::map;
   static constexpr ops::s2d_order order = Order;
 
   tensor_type forward(const tensor_type& x, context&) { return ops::space_to_depth(x, Block, Order); }

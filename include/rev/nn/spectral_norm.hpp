@@ -32,9 +32,10 @@
 //
 // Phases (core/layer.hpp):
 //   train      one power step (unless update_vectors is false), then sigma and W_eff from the
-//              updated vectors; W_eff, sigma, u, v are kept in the layer;
-//   recompute  the kept W_eff, sigma, u, v of the last train forward, bit for bit (nothing is
-//              updated); without a train forward before, as eval;
+//              updated vectors; W_eff, sigma, u, v are kept in the layer and in ctx.replay (the
+//              tape's replay record) when there is one;
+//   recompute  the W_eff, sigma, u, v kept in ctx.replay, else those of the layer's last train
+//              forward, bit for bit (nothing is updated); without either, as eval;
 //   eval       sigma from the current vectors and W, nothing updated.
 //
 // Names: parameters "weight_orig" (W, [Out, In/groups, k, k]) and, with bias, "bias"; buffers
@@ -67,6 +68,7 @@ class SNConv2d : public layer_types<T, B> {
   using tensor_type = Tensor<T, B>;
   using param_type = Param<T, B>;
   static constexpr int in_channels = In, out_channels = Out;
+  static constexpr layout in_layout = layout::map, out_layout = layout::map;
   static constexpr conv_opts opts = O;
   static constexpr ops::conv2d_params params = conv_type::params;
   /// A power-iteration vector whose norm is below this (or not finite) is re-drawn.
@@ -246,9 +248,15 @@ class SNConv2d : public layer_types<T, B> {
         const tensor_type wv = update_vectors ? power_step(g) : ops::conv2d(v_, weight.value, nullptr, params);
         kept_ = measure(wv, /*own_weight=*/true);  // a copy: recompute sees this W_eff even if W moves
         kept_valid_ = true;
+        if (ctx.replay) ctx.replay->put(this, kept_);
         return kept_;
       }
       case phase::recompute:
+        if (const normalisation* n = ctx.replay ? ctx.replay->find<normalisation>(this) : nullptr) {
+          sigma_ = n->sigma;
+          factor_ = n->factor;
+          return *n;
+        }
         if (kept_valid_) {
           sigma_ = kept_.sigma;
           factor_ = kept_.factor;

@@ -32,6 +32,7 @@ class SqueezeExcite : public layer_types<T, B> {
   using tensor_type = Tensor<T, B>;
   using param_type = Param<T, B>;
   static constexpr int in_channels = W, out_channels = W, squeeze_channels = Q;
+  static constexpr layout in_layout = layout::map, out_layout = layout::map;
 
   /// The input and the small [N, W] / [N, Q] intermediates.
   using cache = ops::squeeze_excite_cache<T, B>;

@@ -71,8 +71,9 @@ struct invertibility_report {
 
 /// Checks that `block` inverts exactly in the eval phase, both ways round: y = forward(x) is
 /// mapped back to x, and forward(inverse(y')) returns y' for y' = forward(x) + a perturbation.
-template <Coupling C>
-invertibility_report check_invertible(C& block, const input_t<C>& x, std::uint64_t seed = 3) {
+template <class C>
+requires(checked_coupling<C>() && Coupling<C>) invertibility_report
+    check_invertible(C& block, const input_t<C>& x, std::uint64_t seed = 3) {
   static_assert(std::same_as<typename C::backend, cpu>,
                 "rev::testing::check_invertible: CPU-only for now (it compares host tensors); the block must run on "
                 "rev::cpu");
@@ -113,7 +114,7 @@ struct reversible_gradient_report {
 /// A block that runs in Stored and Reversible mode: a coupling, or a Chain/Repeat (whose tape
 /// chooses the mode) that may mix couplings with ordinary, checkpointed layers.
 template <class C>
-concept ReversibleRunnable = Coupling<C> || std::constructible_from<typename C::cache, mode>;
+concept ReversibleRunnable = checked_block<C>() &&(Coupling<C> || Container<C>);
 
 /// Trains one step of `block` on x in Stored mode and in Reversible mode (the same random
 /// output gradient, the same generator state, buffers restored in between) and compares the
