@@ -1,6 +1,9 @@
+#include <algorithm>
+
 #include "coupling_helpers.hpp"
 #include "rev/additive.hpp"
 #include "rev/affine.hpp"
+#include "rev/core/named.hpp"
 #include "rev/nn/dropout.hpp"
 #include "rev/nn/space_to_depth.hpp"
 
@@ -175,4 +178,28 @@ TEST_CASE("Chain and Repeat: a reversible tape in an eval-phase context is refus
   typename decltype(chain)::cache stored{mode::stored};
   const auto y = chain.forward(x, eval, stored);
   CHECK(chain.backward(stored, y).shape() == x.shape());
+}
+
+TEST_CASE("Named: a key replaces the child's index in the state_dict names of Chain, Repeat and Sequential") {
+  using Conv = nn::Conv2d<4, 4, nn::conv_opts{.kernel = 3}>;
+  Chain<Named<"stem", Conv>, Named<"layers", Repeat<2, Additive<ConvBlock<2, 2, float>, ConvBlock<2, 2, float>>>>,
+        nn::Sequential<Named<"proj", Conv>, nn::ReLU<float>>>
+      net;
+  std::vector<std::string> names;
+  net.for_each_parameter([&](const std::string& n, auto&) { names.push_back(n); });
+  std::vector<std::string> buffers;
+  net.for_each_buffer([&](const std::string& n, auto&) { buffers.push_back(n); });
+  REQUIRE(names.size() >= 4);
+  CHECK(names.front() == "stem.weight");
+  CHECK(std::find(names.begin(), names.end(), "layers.1.g.0.weight") != names.end());
+  CHECK(std::find(names.begin(), names.end(), "2.proj.weight") != names.end());
+  CHECK(std::find(buffers.begin(), buffers.end(), "layers.0.f.1.running_var") != buffers.end());
+  // Standalone, the key prefixes the names; the block is otherwise the same (a coupling stays one).
+  Named<"block", Additive<CB, CB>> block;
+  static_assert(Coupling<decltype(block)> && Named<"block", Additive<CB, CB>>::in_channels == 8);
+  std::vector<std::string> own;
+  block.for_each_parameter([&](const std::string& n, auto&) { own.push_back(n); }, "net");
+  CHECK(own.front() == "net.block.f.0.weight");
+  auto r = testing::check_reversible_gradients(block, test::random<float>({2, 8, 6, 6}, 4));
+  CHECK_MESSAGE(r.ok(1e-5), r.str());
 }

@@ -75,6 +75,14 @@ inline std::string join_name(const std::string& prefix, const std::string& name)
   return prefix.empty() ? name : prefix + "." + name;
 }
 
+/// The name prefix of child i of a container: "<prefix>.<i>", or "<prefix>" for a child that
+/// names itself (rev::Named adds its own key).
+template <class S>
+std::string child_prefix(const std::string& prefix, std::size_t i) {
+  if constexpr (requires { S::key; }) return prefix;
+  else return join_name(prefix, std::to_string(i));
+}
+
 /// Visits nothing: for layers without parameters or buffers.
 struct no_parameters {
   template <class F>

@@ -22,10 +22,10 @@ namespace rev {
 
 /// The layouts a tensor may have; a set, so `features` (tokens or flat) and `any` are unions.
 enum class layout : unsigned {
-  map = 1,      // [B, C, H, W]; width C
-  tokens = 2,   // [B, N, D]; width D
-  flat = 4,     // [B, D]; width D
-  features = 6, // tokens or flat: the width is the last extent
+  map = 1,       // [B, C, H, W]; width C
+  tokens = 2,    // [B, N, D]; width D
+  flat = 4,      // [B, D]; width D
+  features = 6,  // tokens or flat: the width is the last extent
   any = 7
 };
 constexpr layout operator&(layout a, layout b) { return layout(unsigned(a) & unsigned(b)); }
@@ -119,7 +119,8 @@ template <std::size_t N>
 constexpr signature<N> meet(const signature<N>& returned, const signature<N>& taken) {
   signature<N> s{};
   for (std::size_t i = 0; i < N; ++i)
-    s[i] = {returned[i].layouts & taken[i].layouts, taken[i].width != any_channels ? taken[i].width : returned[i].width};
+    s[i] = {returned[i].layouts & taken[i].layouts,
+            taken[i].width != any_channels ? taken[i].width : returned[i].width};
   return s;
 }
 
@@ -154,9 +155,11 @@ constexpr auto returned_by(const signature<N>& reaching) {
 // say what the sequence takes).
 template <class S>
 constexpr bool transparent() {
-  return !requires { S::in_signature; } && !requires { S::out_layout; } && in_layout_of<S>() == layout::any &&
-         in_channels_of<S>() == any_channels && stated_out_width<S>() == any_channels && channel_factor_of<S>() == 1 &&
-         tensor_count<input_t<S>> == tensor_count<output_t<S>>;
+  return !requires { S::in_signature; }
+  &&!requires { S::out_layout; }
+  &&in_layout_of<S>() == layout::any&& in_channels_of<S>() == any_channels&& stated_out_width<S>() ==
+          any_channels&& channel_factor_of<S>() == 1 &&
+      tensor_count<input_t<S>> == tensor_count<output_t<S>>;
 }
 
 }  // namespace detail

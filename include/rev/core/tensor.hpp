@@ -49,21 +49,6 @@ class buffer {
 
 }  // namespace detail
 
-/// Non-owning view: a pointer and extents. T may be const.
-template <class T>
-struct TensorView {
-  T* data = nullptr;
-  Shape shape;
-
-  index_t numel() const { return shape.numel(); }
-  int rank() const { return shape.rank(); }
-  index_t size(int i) const { return shape[i]; }
-  T* begin() const { return data; }
-  T* end() const { return data + numel(); }
-  template <class U = T>
-  requires(!std::is_const_v<U>) operator TensorView<const U>() const { return {data, shape}; }
-};
-
 template <Scalar T, class B = cpu>
 class Tensor {
  public:
@@ -113,10 +98,6 @@ class Tensor {
 
   T* data() { return data_; }
   const T* data() const { return data_; }
-  TensorView<T> view() { return {data_, shape_}; }
-  TensorView<const T> view() const { return {data_, shape_}; }
-  operator TensorView<T>() { return view(); }
-  operator TensorView<const T>() const { return view(); }
 
   /// Host element access (CPU only), e.g. x(n, c, h, w).
   template <std::integral... I>

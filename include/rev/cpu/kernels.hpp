@@ -10,6 +10,7 @@
 #include "rev/cpu/conv2d.hpp"
 #include "rev/cpu/dropout.hpp"
 #include "rev/cpu/elementwise.hpp"
+#include "rev/cpu/layer_scale.hpp"
 #include "rev/cpu/layernorm.hpp"
 #include "rev/cpu/linear.hpp"
 #include "rev/cpu/loss.hpp"
@@ -18,6 +19,7 @@
 #include "rev/cpu/softmax.hpp"
 #include "rev/cpu/space_to_depth.hpp"
 #include "rev/cpu/squeeze_excite.hpp"
+#include "rev/cpu/tokens.hpp"
 
 namespace rev {
 
@@ -28,6 +30,7 @@ struct kernels<cpu> : ops::host::elementwise_kernels,
                       ops::host::batchnorm_kernels,
                       ops::host::linear_kernels,
                       ops::host::layernorm_kernels,
+                      ops::host::layer_scale_kernels,
                       ops::host::softmax_kernels,
                       ops::host::attention_kernels,
                       ops::host::loss_kernels,
@@ -36,6 +39,7 @@ struct kernels<cpu> : ops::host::elementwise_kernels,
                       ops::host::pool_kernels,
                       ops::host::channels_kernels,
                       ops::host::dropout_kernels,
-                      ops::host::squeeze_excite_kernels {};
+                      ops::host::squeeze_excite_kernels,
+                      ops::host::tokens_kernels {};
 
 }  // namespace rev

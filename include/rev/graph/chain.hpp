@@ -297,11 +297,11 @@ class Chain {
 
   template <class V>
   void for_each_parameter(V&& v, const std::string& prefix = "") {
-    each([&](auto& s, std::size_t i) { s.for_each_parameter(v, join_name(prefix, std::to_string(i))); });
+    each([&]<class Block>(Block& s, std::size_t i) { s.for_each_parameter(v, child_prefix<Block>(prefix, i)); });
   }
   template <class V>
   void for_each_buffer(V&& v, const std::string& prefix = "") {
-    each([&](auto& s, std::size_t i) { s.for_each_buffer(v, join_name(prefix, std::to_string(i))); });
+    each([&]<class Block>(Block& s, std::size_t i) { s.for_each_buffer(v, child_prefix<Block>(prefix, i)); });
   }
 
   template <std::size_t I>
@@ -417,13 +417,11 @@ class Repeat {
 
   template <class V>
   void for_each_parameter(V&& v, const std::string& prefix = "") {
-    for (std::size_t i = 0; i < blocks_.size(); ++i)
-      blocks_[i].for_each_parameter(v, join_name(prefix, std::to_string(i)));
+    for (std::size_t i = 0; i < blocks_.size(); ++i) blocks_[i].for_each_parameter(v, child_prefix<Block>(prefix, i));
   }
   template <class V>
   void for_each_buffer(V&& v, const std::string& prefix = "") {
-    for (std::size_t i = 0; i < blocks_.size(); ++i)
-      blocks_[i].for_each_buffer(v, join_name(prefix, std::to_string(i)));
+    for (std::size_t i = 0; i < blocks_.size(); ++i) blocks_[i].for_each_buffer(v, child_prefix<Block>(prefix, i));
   }
 
   Block& operator[](std::size_t i) { return blocks_[i]; }

@@ -78,11 +78,11 @@ class Sequential {
 
   template <class F>
   void for_each_parameter(F&& f, const std::string& prefix = "") {
-    each([&](auto& layer, std::size_t i) { layer.for_each_parameter(f, join_name(prefix, std::to_string(i))); });
+    each([&]<class Child>(Child& l, std::size_t i) { l.for_each_parameter(f, child_prefix<Child>(prefix, i)); });
   }
   template <class F>
   void for_each_buffer(F&& f, const std::string& prefix = "") {
-    each([&](auto& layer, std::size_t i) { layer.for_each_buffer(f, join_name(prefix, std::to_string(i))); });
+    each([&]<class Child>(Child& l, std::size_t i) { l.for_each_buffer(f, child_prefix<Child>(prefix, i)); });
   }
 
   template <std::size_t I>
