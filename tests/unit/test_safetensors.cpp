@@ -1,4 +1,12 @@
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <iterator>
 
 #include "helpers.hpp"
 
@@ -142,4 +150,57 @@ TEST_CASE("safetensors: a tensor named __metadata__ is refused on write") {
 TEST_CASE("safetensors: a directory is not a file") {
   CHECK_THROWS_WITH_AS(io::load("."), "rev::io::safetensors: '.' is a directory, expected a safetensors file",
                        io_error);
+}
+
+TEST_CASE("safetensors: save is atomic: a write that fails midway leaves the old file intact") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("rev_atomic_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string path = (dir / "model.safetensors").string();
+  io::file old_file;
+  old_file.put("w", test::random<float>({16}, 3));
+  io::save(old_file, path);
+  const auto old_bytes = io::serialize(old_file);
+
+  // A 4 MiB file written by a child process whose file-size limit is 64 KiB: the write fails
+  // after the first bytes, as on a full disk (SIGXFSZ ignored, so write() reports EFBIG).
+  io::file big;
+  big.put("w", test::random<float>({1 << 20}, 4));
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    std::signal(SIGXFSZ, SIG_IGN);
+    const rlimit limit{64 << 10, 64 << 10};
+    ::setrlimit(RLIMIT_FSIZE, &limit);
+    int code = 1;
+    try {
+      io::save(big, path);
+    } catch (const io_error& e) {
+      code = std::string(e.what()).find("the file is left as it was") != std::string::npos ? 0 : 2;
+    }
+    std::_Exit(code);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);  // 1: the write did not fail; 2: another error
+
+  // The old file is untouched and no temporary file is left behind.
+  auto loaded = io::load(path);
+  CHECK((io::serialize(loaded) == old_bytes));
+  CHECK(std::distance(fs::directory_iterator(dir), fs::directory_iterator()) == 1);
+
+  // A successful save replaces it.
+  io::save(big, path);
+  CHECK(io::load(path).at("w").shape == Shape{1 << 20});
+  CHECK(std::distance(fs::directory_iterator(dir), fs::directory_iterator()) == 1);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("safetensors: save into a missing directory is an io_error naming the path") {
+  io::file f;
+  f.put("w", test::random<float>({2}, 5));
+  CHECK_THROWS_WITH_AS(io::save(f, "/nonexistent_rev_dir/x.safetensors"),
+                       doctest::Contains("'/nonexistent_rev_dir/x.safetensors'"), io_error);
 }

@@ -6,7 +6,9 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -17,6 +19,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "rev/core/tensor.hpp"
@@ -444,13 +447,42 @@ inline std::vector<std::byte> serialize(const file& f) {
   return out;
 }
 
-/// Writes a safetensors file.
+namespace detail {
+// A name for a temporary file beside `path`, unique across threads and, in practice, processes.
+inline std::string temporary_beside(const std::string& path) {
+  static std::atomic<std::uint64_t> counter{0};
+  const auto stamp = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  const auto thread = static_cast<std::uint64_t>(std::hash<std::thread::id>{}(std::this_thread::get_id()));
+  return path + ".tmp-" + std::to_string(stamp ^ thread) + "-" + std::to_string(counter++);
+}
+}  // namespace detail
+
+/// Writes a safetensors file, atomically: the bytes go to a temporary file in the same directory,
+/// which is flushed, closed and then renamed over `path`. A failed or interrupted write leaves
+/// `path` as it was (the old file, or none) and removes the temporary file when it can.
 inline void save(const file& f, const std::string& path) {
   const auto bytes = serialize(f);
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  check<io_error>(out.good(), "rev::io::safetensors: cannot create '", path, "'");
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  check<io_error>(out.good(), "rev::io::safetensors: cannot write '", path, "'");
+  const std::string tmp = detail::temporary_beside(path);
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    check<io_error>(out.is_open(), "rev::io::safetensors: cannot create '", tmp, "' to write '", path, "'");
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    out.flush();
+    out.close();
+    if (out.fail()) {
+      std::error_code ignored;
+      std::filesystem::remove(tmp, ignored);
+      throw io_error(rev::detail::concat("rev::io::safetensors: cannot write '", path, "' (", bytes.size(),
+                                         " bytes; the file is left as it was)"));
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);
+    throw io_error(rev::detail::concat("rev::io::safetensors: cannot replace '", path, "': ", ec.message()));
+  }
 }
 
 }  // namespace rev::io
