@@ -59,8 +59,8 @@ TEST_CASE("ops::layer_scale: PyTorch 1.13 (gamma viewed along the axis times x),
     const auto dout = ref.tensor<double>(key + "dout");
     CHECK(test::max_rel_error(ops::layer_scale(x, gamma, axis), ref.tensor<double>(key + "y")) < 1e-15);
     Tensor<double> dgamma(gamma.shape());
-    CHECK(test::max_rel_error(ops::layer_scale_backward(x, gamma, dout, axis, &dgamma), ref.tensor<double>(key + "dx")) <
-          1e-15);
+    CHECK(test::max_rel_error(ops::layer_scale_backward(x, gamma, dout, axis, &dgamma),
+                              ref.tensor<double>(key + "dx")) < 1e-15);
     CHECK(test::max_rel_error(dgamma, ref.tensor<double>(key + "dgamma")) < 1e-13);
     const auto xf = ref.tensor<float>(key + "x"), gf = ref.tensor<float>(key + "gamma");
     Tensor<float> dgf(gf.shape());

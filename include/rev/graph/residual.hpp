@@ -59,7 +59,8 @@ class Residual {
   };
 
   /// The per-channel scale of the branch ([width]; empty without layer scale).
-  Param<value_type, backend> gamma = scaled ? Param<value_type, backend>(Shape{out_channels}) : Param<value_type, backend>();
+  Param<value_type, backend> gamma =
+      scaled ? Param<value_type, backend>(Shape{out_channels}) : Param<value_type, backend>();
 
   Residual() {
     if constexpr (scaled) gamma.value.fill(static_cast<value_type>(O.layer_scale));
@@ -105,8 +106,8 @@ class Residual {
   }
 
   static tensor_type add(const tensor_type& x, const tensor_type& fx, const char* where) {
-    check<shape_error>(fx.shape() == x.shape(), "rev::Residual<L,opts>::", where, ": L maps extents ", x.shape(), " to ",
-                       fx.shape(), "; x + L(x) needs the same extents");
+    check<shape_error>(fx.shape() == x.shape(), "rev::Residual<L,opts>::", where, ": L maps extents ", x.shape(),
+                       " to ", fx.shape(), "; x + L(x) needs the same extents");
     return ops::add(x, fx);
   }
 
