@@ -92,12 +92,9 @@ summary summarize(int res) {
   };
   step(chain.get<0>(), "init");
   step(chain.get<1>(), "stage1");
-  step(chain.get<2>(), "stage1");
-  step(chain.get<3>(), "stage2");
-  step(chain.get<4>(), "stage2");
-  step(chain.get<5>(), "stage3");
-  step(chain.get<6>(), "stage3");
-  step(chain.get<7>(), "head");
+  step(chain.get<2>(), "stage2");
+  step(chain.get<3>(), "stage3");
+  step(chain.get<4>(), "head");
   return s;
 }
 

@@ -27,7 +27,7 @@ TEST_CASE("RevBiFPN-S1: image gradient through the stacked channels matches fini
   MESSAGE("S1 <d loss / d image, v>: analytic ", analytic, ", numeric ", numeric);
   CHECK(std::abs(analytic - numeric) <= 1e-4 * std::abs(numeric));
   RevBiFPN<rb::S1, double>::cache reversible{mode::reversible};
-  CHECK_THROWS_WITH_AS(net.forward(image, eval, reversible), doctest::Contains("needs a train-phase forward"),
+  CHECK_THROWS_WITH_AS(net.forward(image, eval, reversible), doctest::Contains("needs a train-phase context"),
                        value_error);
 }
 

@@ -22,9 +22,26 @@ namespace rev {
 template <std::size_t N>
 struct fixed_string {
   char chars[N] = {};
+  constexpr fixed_string() = default;
   constexpr fixed_string(const char (&s)[N]) { std::copy_n(s, N, chars); }
   constexpr std::string_view view() const { return {chars, N - 1}; }
 };
+
+namespace detail {
+constexpr std::size_t decimal_digits(std::size_t i) { return i < 10 ? 1 : 1 + decimal_digits(i / 10); }
+}  // namespace detail
+
+/// Prefix followed by the decimal digits of I: numbered_key<"rev_transform_", 2>() is
+/// "rev_transform_2", for blocks named by their position under another pattern than "<i>".
+template <fixed_string Prefix, std::size_t I>
+constexpr auto numbered_key() {
+  constexpr std::size_t p = Prefix.view().size(), d = detail::decimal_digits(I);
+  fixed_string<p + d + 1> key;
+  std::copy_n(Prefix.chars, p, key.chars);
+  std::size_t i = I;
+  for (std::size_t k = 0; k < d; ++k, i /= 10) key.chars[p + d - 1 - k] = static_cast<char>('0' + i % 10);
+  return key;
+}
 
 template <fixed_string Key, class L>
 class Named : public L {
@@ -52,5 +69,10 @@ class Named : public L {
   L& inner() { return *this; }
   const L& inner() const { return *this; }
 };
+
+/// Block L named Prefix followed by I: NamedAt<"recomp_transform_", 3, L> is
+/// Named<"recomp_transform_3", L>.
+template <fixed_string Prefix, std::size_t I, class L>
+using NamedAt = Named<numbered_key<Prefix, I>(), L>;
 
 }  // namespace rev

@@ -17,6 +17,7 @@
 #include <array>
 #include <concepts>
 #include <type_traits>
+#include <utility>
 
 #include "rev/core/tensor.hpp"
 
@@ -72,5 +73,13 @@ using output_t = typename state_types<L>::output;
 /// N tensors travelling together: pyramid levels (Silo, Column) or streams (two-stream Additive).
 template <Scalar T, int N, class B = cpu>
 using Tensors = std::array<Tensor<T, B>, N>;
+
+/// Calls f(std::integral_constant<std::size_t, I>{}) for I = 0, ..., N - 1 in order: the
+/// compile-time loop over the blocks of a tuple (f reads I as a constant: std::get<I>(t)).
+template <std::size_t N, class F>
+constexpr void for_each_index(F&& f) {
+  [&]<std::size_t... I>(std::index_sequence<I...>) { (f(std::integral_constant<std::size_t, I>{}), ...); }
+  (std::make_index_sequence<N>{});
+}
 
 }  // namespace rev

@@ -1,7 +1,12 @@
-// rev::Additive<F, G>: the additive coupling of RevNet (Gomez et al. 2017):
+// rev::Additive<F, G>: the additive coupling of RevNet (Gomez et al. 2017, eqs. (1)-(2)):
 //   y1 = x1 + F(x2),  y2 = x2 + G(y1);     inverse: x2 = y2 - G(y1),  x1 = y1 - F(x2).
 // F and G need not be invertible; they must be deterministic given the phase (BatchNorm
 // statistics and dropout masks are replayed in the recompute phase).
+//
+// With a shortcut S (RevNet's unit that opens a stage, where the width or the resolution
+// changes): y1 = S(x1) + F(x2), y2 = S(x2) + G(y1), each half through its own instance of S
+// (named "shortcut.0" and "shortcut.1"). That block is not invertible: it is an ordinary block,
+// checkpointed in a reversible Chain.
 #pragma once
 
 #include <array>
@@ -21,6 +26,11 @@ enum class additive_layout {
   halves,          // one tensor split along channels: x1 = first half, x2 = second half (RevNet)
   halves_swapped,  // x1 = second half, x2 = first half (RevBiFPN's reversible residual block, spec §4.4)
   streams          // two tensors {x1, x2} (Rev-ViT's two residual streams)
+};
+
+/// The default shortcut of Additive: none, y1 = x1 + F(x2) (an invertible coupling).
+struct no_shortcut : no_parameters {
+  struct cache {};
 };
 
 /// F must map x2 to x1's signature (what G takes, y1 = x1 + F(x2)) and G y1 to x2's (what F
@@ -51,97 +61,112 @@ struct Additive_G_maps {
   struct to {
     template <class FTakes>
     struct but_F_takes;
+    template <class FReturns>
+    struct but_F_returns;  // with a shortcut, y1 and y2 have F's output width
   };
 };
 
 namespace detail {
 // signatures_fit, or (an incomplete type) F or G of an Additive that does not fit.
-template <class F, class G, bool Split>
+template <class F, class G, bool Split, bool Shortcut>
 constexpr auto additive_check() {
   constexpr auto f_in = in_signature_of<F>(), f_out = own_out_signature_of<F>();
   constexpr auto g_in = in_signature_of<G>(), g_out = own_out_signature_of<G>();
   using f_maps = typename Additive_F_maps<signature_name_t<f_in>>::template to<signature_name_t<f_out>>;
+  using g_maps = typename Additive_G_maps<signature_name_t<g_in>>::template to<signature_name_t<g_out>>;
   if constexpr (!fits(f_out, g_in))
     return std::type_identity<typename f_maps::template but_G_takes<signature_name_t<g_in>>>{};
-  else if constexpr (!fits(g_out, f_in))
-    return std::type_identity<typename Additive_G_maps<signature_name_t<g_in>>::template to<
-        signature_name_t<g_out>>::template but_F_takes<signature_name_t<f_in>>>{};
-  else if constexpr (Split && !fits(f_out, f_in))
+  else if constexpr (!Shortcut && !fits(g_out, f_in))
+    return std::type_identity<typename g_maps::template but_F_takes<signature_name_t<f_in>>>{};
+  else if constexpr (Shortcut && !fits(g_out, f_out))
+    return std::type_identity<typename g_maps::template but_F_returns<signature_name_t<f_out>>>{};
+  else if constexpr (Split && !Shortcut && !fits(f_out, f_in))
     return std::type_identity<typename f_maps::but_the_split_halves_have_one_width>{};
   else return std::type_identity<signatures_fit>{};
 }
 }  // namespace detail
 
-template <class F, class G, additive_layout Layout = additive_layout::halves>
+template <class F, class G, additive_layout Layout = additive_layout::halves, class Shortcut = no_shortcut>
 class Additive {
+  static constexpr bool has_shortcut = !std::same_as<Shortcut, no_shortcut>;
   static_assert(std::same_as<typename F::value_type, typename G::value_type> &&
                     std::same_as<typename F::backend, typename G::backend>,
                 "rev::Additive<F,G>: F and G must have the same element type and backend");
   // F or G not fitting makes this an error naming it (sizeof of an incomplete type).
-  static_assert(sizeof(typename decltype(detail::additive_check<F, G, Layout != additive_layout::streams>())::type) >
-                0);
+  static_assert(sizeof(typename decltype(detail::additive_check<F, G, Layout != additive_layout::streams,
+                                                                has_shortcut>())::type) > 0);
 
  public:
   using value_type = typename F::value_type;
   using backend = typename F::backend;
-  static constexpr bool is_coupling = true;
+  static constexpr bool is_coupling = !has_shortcut;
   using tensor_type = Tensor<value_type, backend>;
   static constexpr bool split = Layout != additive_layout::streams;
   using input_type = std::conditional_t<split, tensor_type, Tensors<value_type, 2, backend>>;
   using output_type = input_type;
-  static constexpr int half_channels = in_channels_of<F>() != any_channels ? in_channels_of<F>() : out_channels_of<F>();
+  /// The width of x1 and x2 (of y1 and y2: out_half_channels).
+  static constexpr int half_channels = in_channels_of<F>() != any_channels ? in_channels_of<F>()
+                                       : has_shortcut                      ? any_channels
+                                                                           : out_channels_of<F>();
+  static constexpr int out_half_channels = has_shortcut ? out_channels_of<F>() : half_channels;
   static constexpr int in_channels = split && half_channels != any_channels ? 2 * half_channels : half_channels;
-  static constexpr int out_channels = in_channels;
+  static constexpr int out_channels =
+      split && out_half_channels != any_channels ? 2 * out_half_channels : out_half_channels;
   static constexpr layout in_layout = split ? layout::map : in_layout_of<F>() & in_layout_of<G>(),
                           out_layout = in_layout;
 
   struct cache {
     typename F::cache f;
     typename G::cache g;
+    std::array<typename Shortcut::cache, has_shortcut ? 2 : 0> s;
   };
 
   Additive() = default;
   Additive(F f, G g) : f_(std::move(f)), g_(std::move(g)) {}
 
   output_type forward(const input_type& x, context& ctx) {
-    auto [x1, x2] = unpack(x);
-    tensor_type y1 = ops::add(x1, of_f(f_.forward(x2, ctx), x2, x1));
-    tensor_type y2 = ops::add(x2, of_g(g_.forward(y1, ctx), y1, x2));
+    auto [x1, x2] = unpack(x, half_channels, "input");
+    const tensor_type s1 = skip(0, x1, ctx, nullptr);
+    tensor_type y1 = ops::add(s1, of_f(f_.forward(x2, ctx), x2, s1));
+    const tensor_type s2 = skip(1, x2, ctx, nullptr);
+    tensor_type y2 = ops::add(s2, of_g(g_.forward(y1, ctx), y1, s2));
     return pack(y1, y2);
   }
 
   output_type forward(const input_type& x, context& ctx, cache& c) {
-    auto [x1, x2] = unpack(x);
-    tensor_type y1 = ops::add(x1, of_f(f_.forward(x2, ctx, c.f), x2, x1));
-    tensor_type y2 = ops::add(x2, of_g(g_.forward(y1, ctx, c.g), y1, x2));
+    auto [x1, x2] = unpack(x, half_channels, "input");
+    const tensor_type s1 = skip(0, x1, ctx, &c);
+    tensor_type y1 = ops::add(s1, of_f(f_.forward(x2, ctx, c.f), x2, s1));
+    const tensor_type s2 = skip(1, x2, ctx, &c);
+    tensor_type y2 = ops::add(s2, of_g(g_.forward(y1, ctx, c.g), y1, s2));
     return pack(y1, y2);
   }
 
   /// forward that also reports log|det dy/dx| per sample: 0, additive couplings preserve volume.
-  output_type forward(const input_type& x, context& ctx, tensor_type& log_det) {
+  output_type forward(const input_type& x, context& ctx, tensor_type& log_det) requires(!has_shortcut) {
     output_type y = forward(x, ctx);
     log_det = tensor_type({batch_of(x)});
     return y;
   }
 
   input_type backward(cache& c, const output_type& dy) {
-    auto [dy1, dy2] = unpack(dy);
+    auto [dy1, dy2] = unpack(dy, out_half_channels, "gradient");
     tensor_type dz1 = ops::add(dy1, g_.backward(c.g, dy2));  // total gradient reaching y1
-    tensor_type dx2 = ops::add(dy2, f_.backward(c.f, dz1));
-    return pack(dz1, dx2);
+    tensor_type dx2 = ops::add(skip_backward(1, c, dy2), f_.backward(c.f, dz1));
+    return pack(skip_backward(0, c, dz1), dx2);
   }
 
-  input_type inverse(const output_type& y, context& ctx) {
-    auto [y1, y2] = unpack(y);
+  input_type inverse(const output_type& y, context& ctx) requires(!has_shortcut) {
+    auto [y1, y2] = unpack(y, half_channels, "output");
     tensor_type x2 = ops::sub(y2, of_g(g_.forward(y1, ctx), y1, y2));
     tensor_type x1 = ops::sub(y1, of_f(f_.forward(x2, ctx), x2, y1));
     return pack(x1, x2);
   }
 
-  reconstructed<input_type> backward_reversible(const output_type& y, const output_type& dy) {
+  reconstructed<input_type> backward_reversible(const output_type& y, const output_type& dy) requires(!has_shortcut) {
     context ctx = recompute_context();
-    auto [y1, y2] = unpack(y);
-    auto [dy1, dy2] = unpack(dy);
+    auto [y1, y2] = unpack(y, half_channels, "output");
+    auto [dy1, dy2] = unpack(dy, half_channels, "gradient");
     tensor_type x2, dz1;
     {  // undo G: x2 = y2 - G(y1), one evaluation of G serving both
       typename G::cache cg;
@@ -158,26 +183,41 @@ class Additive {
   void for_each_parameter(V&& v, const std::string& prefix = "") {
     f_.for_each_parameter(v, join_name(prefix, "f"));
     g_.for_each_parameter(v, join_name(prefix, "g"));
+    for (std::size_t h = 0; h < s_.size(); ++h)
+      s_[h].for_each_parameter(v, join_name(prefix, "shortcut." + std::to_string(h)));
   }
   template <class V>
   void for_each_buffer(V&& v, const std::string& prefix = "") {
     f_.for_each_buffer(v, join_name(prefix, "f"));
     g_.for_each_buffer(v, join_name(prefix, "g"));
+    for (std::size_t h = 0; h < s_.size(); ++h)
+      s_[h].for_each_buffer(v, join_name(prefix, "shortcut." + std::to_string(h)));
   }
 
   F& f() { return f_; }
   G& g() { return g_; }
 
  private:
-  // (x1, x2) of the layout; both are fresh tensors or handles of the stream tensors.
-  std::array<tensor_type, 2> unpack(const input_type& x) const {
+  // S(x) of half h (x itself without a shortcut), keeping S's record in c when given.
+  tensor_type skip(std::size_t h, const tensor_type& x, context& ctx, cache* c) {
+    if constexpr (!has_shortcut) return x;
+    else return c ? s_[h].forward(x, ctx, c->s[h]) : s_[h].forward(x, ctx);
+  }
+  tensor_type skip_backward(std::size_t h, cache& c, const tensor_type& dy) {
+    if constexpr (!has_shortcut) return dy;
+    else return s_[h].backward(c.s[h], dy);
+  }
+
+  // (x1, x2) of the layout, halves of width `half`; both are fresh tensors or handles of the
+  // stream tensors.
+  static std::array<tensor_type, 2> unpack(const input_type& x, int half_width, const char* what) {
     if constexpr (!split) {
       return {x[0], x[1]};
     } else {
       check<shape_error>(
-          x.rank() == 4 && x.size(1) % 2 == 0 && (half_channels == any_channels || x.size(1) == 2 * half_channels),
-          "rev::Additive<F,G>: input has extents ", x.shape(), ", expected [N, ",
-          half_channels == any_channels ? std::string("2k") : std::to_string(2 * half_channels), ", H, W]");
+          x.rank() == 4 && x.size(1) % 2 == 0 && (half_width == any_channels || x.size(1) == 2 * half_width),
+          "rev::Additive<F,G>: ", what, " has extents ", x.shape(), ", expected [N, ",
+          half_width == any_channels ? std::string("2k") : std::to_string(2 * half_width), ", H, W]");
       const index_t half = x.size(1) / 2;
       const index_t sizes[] = {half, half};
       auto parts = ops::split_channels(x, sizes);
@@ -216,6 +256,7 @@ class Additive {
 
   F f_;
   G g_;
+  std::array<Shortcut, has_shortcut ? 2 : 0> s_;
 };
 
 }  // namespace rev

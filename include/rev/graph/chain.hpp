@@ -3,7 +3,9 @@
 //   mode::stored      every block keeps what its backward needs (ordinary backprop);
 //   mode::reversible  couplings keep nothing: their inputs are reconstructed from their outputs
 //                     in backward; ordinary (non-invertible) blocks keep their input as a
-//                     checkpoint and are re-run in backward.
+//                     checkpoint and are re-run in backward, except the last block of the
+//                     outermost container (a classifier head), whose backward comes first: it
+//                     keeps what its stored backward needs.
 //
 //   rev::Chain<Stem, rev::Repeat<8, Block>, Head> net;
 //   typename decltype(net)::cache tape{rev::mode::reversible};
@@ -122,15 +124,28 @@ namespace detail {
 // What a container keeps for one of its blocks.
 template <class S>
 struct block_record {
-  typename S::cache stored;  // stored mode, and the inner tape of a nested container
+  typename S::cache stored;  // stored mode, the inner tape of a nested container, a block kept whole
   input_t<S> checkpoint;     // reversible mode, ordinary blocks only: the block's input
+  bool whole = false;        // reversible mode: the block keeps its stored record (see last_block)
 };
+
+// The last block of the outermost container on a reversible tape. Its backward is the first of
+// the walk back, so a checkpoint would recompute at once what its forward has just computed: an
+// ordinary last block keeps its stored record instead (as PyTorch's checkpoint_sequential runs
+// its last segment without a checkpoint), which adds nothing to the step's peak. Its input is
+// kept too when the block before it is a coupling, whose backward starts from it.
+enum class last_block { no, alone, after_coupling };
 
 // Forward of one block, keeping what the mode asks for.
 template <class S>
-output_t<S> forward_block(S& s, const input_t<S>& x, context& ctx, block_record<S>& r, mode m) {
-  if constexpr (Container<S>) r.stored.m = m;
-  if (m == mode::stored) return s.forward(x, ctx, r.stored);
+output_t<S> forward_block(S& s, const input_t<S>& x, context& ctx, block_record<S>& r, mode m,
+                          last_block last = last_block::no) {
+  r.whole = m == mode::reversible && last != last_block::no && !Coupling<S>;
+  if constexpr (Container<S>) r.stored.m = r.whole ? mode::stored : m;
+  if (m == mode::stored || r.whole) {
+    if (r.whole && last == last_block::after_coupling) r.checkpoint = x;
+    return s.forward(x, ctx, r.stored);
+  }
   if constexpr (Coupling<S>) {
     return s.forward(x, ctx);
   } else if constexpr (Container<S>) {  // a container of ordinary blocks checkpoints inside itself
@@ -142,15 +157,17 @@ output_t<S> forward_block(S& s, const input_t<S>& x, context& ctx, block_record<
 }
 
 // Backward of one block given its output y (read by couplings in reversible mode) and dy.
-// Returns the block's input (reconstructed or checkpointed; left empty in stored mode, where
-// nothing upstream reads it) and the gradient with respect to it. Mirrors forward_block.
+// Returns the block's input (reconstructed or checkpointed; left empty in stored mode and for a
+// last block kept alone, where nothing upstream reads it) and the gradient with respect to it.
+// Mirrors forward_block.
 template <class S>
 reconstructed<input_t<S>> backward_block(S& s, const output_t<S>& y, const output_t<S>& dy, block_record<S>& r,
                                          mode m) {
-  if (m == mode::stored) {
+  if (m == mode::stored || r.whole) {
     input_t<S> dx = s.backward(r.stored, dy);
     r.stored = {};
-    return {input_t<S>{}, std::move(dx)};
+    r.whole = false;
+    return {std::exchange(r.checkpoint, input_t<S>{}), std::move(dx)};
   }
   if constexpr (Coupling<S>) {
     return s.backward_reversible(y, dy);
@@ -264,14 +281,20 @@ class Chain {
     output_type y;  // reversible mode: where the reconstruction starts
   };
 
+  Chain() = default;
+  /// The chain of the given blocks (for blocks made with arguments, such as a Dropout's rate).
+  explicit Chain(S... blocks) : blocks_(std::move(blocks)...) {}
+
   output_type forward(const input_type& x, context& ctx) {
     return run<0>(x, [&](auto& s, const auto& v, auto) { return s.forward(v, ctx); });
   }
 
   output_type forward(const input_type& x, context& ctx, cache& c) {
     context inner = detail::begin_forward(c, ctx, "rev::Chain");
+    const detail::last_block tail = c.owns_replay ? last_kind() : detail::last_block::no;
     output_type y = run<0>(x, [&](auto& s, const auto& v, auto i) {
-      return detail::forward_block(s, v, inner, std::get<decltype(i)::value>(c.records), c.m);
+      return detail::forward_block(s, v, inner, std::get<i>(c.records), c.m,
+                                   i + 1 == n ? tail : detail::last_block::no);
     });
     if (c.m == mode::reversible) c.y = y;
     return y;
@@ -341,8 +364,14 @@ class Chain {
 
   template <class F>
   void each(F&& f) {
-    [&]<std::size_t... I>(std::index_sequence<I...>) { (f(std::get<I>(blocks_), I), ...); }
-    (std::make_index_sequence<n>{});
+    for_each_index<n>([&](auto i) { f(std::get<i>(blocks_), i); });
+  }
+
+  static constexpr detail::last_block last_kind() {
+    if constexpr (n > 1) {
+      if constexpr (Coupling<std::tuple_element_t<n - 2, tuple>>) return detail::last_block::after_coupling;
+    }
+    return detail::last_block::alone;
   }
 
   tuple blocks_;
@@ -390,7 +419,10 @@ class Repeat {
     context inner = detail::begin_forward(c, ctx, "rev::Repeat");
     c.records.assign(N, {});
     output_type v = x;
-    for (std::size_t i = 0; i < blocks_.size(); ++i) v = detail::forward_block(blocks_[i], v, inner, c.records[i], c.m);
+    for (std::size_t i = 0; i < blocks_.size(); ++i)
+      v = detail::forward_block(
+          blocks_[i], v, inner, c.records[i], c.m,
+          c.owns_replay && i + 1 == blocks_.size() ? detail::last_block::alone : detail::last_block::no);
     if (c.m == mode::reversible) c.y = v;
     return v;
   }

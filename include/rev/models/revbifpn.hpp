@@ -1,8 +1,9 @@
-// RevBiFPN-S0..S6 (Chiley et al., MLSys 2023) for image classification, as specified in
-// ../shared/specs/revbifpn.md. The backbone (stem, RevBlock groups, RevSilos) is ONE reversible
-// rev::Chain; the neck and the classification head are ordinary layers (the neck is a
-// checkpoint in reversible mode, §8.3). Parameters and buffers carry the official state_dict
-// keys (§9), so the released weights load by name.
+// RevBiFPN-S0..S6 (Chiley et al., MLSys 2023) for image classification, as a composition of
+// rev's combinators: the backbone (stem, RevBlock groups, RevSilos) is one reversible rev::Chain
+// of couplings; the neck (a PerLevel of MBConvs) and the head (a Cascade of pyramid heads, then
+// the classifier) are ordinary blocks of the outer Chain, so that in a reversible tape the neck
+// is a checkpoint (§8.3) and the head keeps its record. Parameters and buffers carry the official
+// state_dict keys (§9), so the released weights load by name. (§ numbers: the RevBiFPN spec.)
 //
 //   rev::models::RevBiFPN<rev::models::revbifpn::S0> net;
 //   net.load(rev::io::load("revbifpn_s0.safetensors"));
@@ -21,18 +22,24 @@
 #include <vector>
 
 #include "rev/core/layer.hpp"
+#include "rev/core/named.hpp"
 #include "rev/coupling/additive.hpp"
 #include "rev/coupling/silo.hpp"
 #include "rev/cpu.hpp"
+#include "rev/graph/cascade.hpp"
 #include "rev/graph/chain.hpp"
+#include "rev/graph/fork.hpp"
+#include "rev/graph/per_level.hpp"
 #include "rev/io/state_dict.hpp"
 #include "rev/nn/dropout.hpp"
+#include "rev/nn/flatten.hpp"
 #include "rev/nn/linear.hpp"
 #include "rev/nn/mbconv.hpp"
 #include "rev/nn/pool.hpp"
 #include "rev/nn/resample.hpp"
 #include "rev/nn/sequential.hpp"
-#include "rev/ops/space_to_depth.hpp"
+#include "rev/nn/space_to_depth.hpp"
+#include "rev/nn/tile_channels.hpp"
 
 namespace rev::models {
 
@@ -147,119 +154,21 @@ constexpr long long parameter_count() {
   return n;
 }
 
-/// Names its wrapped layer's parameters "xform_0_1.<...>", the official RevBlock naming (§9).
-template <class L>
-struct xform01 : L {
-  template <class V>
-  void for_each_parameter(V&& v, const std::string& prefix = "") {
-    L::for_each_parameter(v, join_name(prefix, "xform_0_1"));
-  }
-  template <class V>
-  void for_each_buffer(V&& v, const std::string& prefix = "") {
-    L::for_each_buffer(v, join_name(prefix, "xform_0_1"));
-  }
-};
-
-/// The RevBlock of scale S in layer l (§4.4): y1 = x1 + f(x0), y0 = x0 + g(y1).
+/// The RevBlock of scale S in layer L (§4.4): y1 = x1 + f(x0), y0 = x0 + g(y1), with f and g
+/// named "xform_0_1" as in the official code (§9).
 template <class Cfg, int S, int L, Scalar T, class B>
-using rev_mbconv = xform01<nn::MBConv<
-    Cfg::c[S] / 2, Cfg::c[S] / 2,
-    nn::mbconv_opts{
-        .expand = expand[S], .kernel = rev_kernel[S], .se_ratio = se_ratio[S], .drop_path = layer_drop<Cfg>(L)},
-    T, B>>;
+using rev_mbconv = Named<"xform_0_1", nn::MBConv<Cfg::c[S] / 2, Cfg::c[S] / 2,
+                                                 nn::mbconv_opts{.expand = expand[S],
+                                                                 .kernel = rev_kernel[S],
+                                                                 .se_ratio = se_ratio[S],
+                                                                 .drop_path = layer_drop<Cfg>(L)},
+                                                 T, B>>;
 template <class Cfg, int S, int L, Scalar T, class B>
 using RevBlock = Additive<rev_mbconv<Cfg, S, L, T, B>, rev_mbconv<Cfg, S, L, T, B>, additive_layout::halves_swapped>;
 
-/// A coupling over an N-level pyramid applying Blocks[s] to level s ("RevBlock group", §4.4),
-/// with the official names "rev_transform_<s>".
-template <class... Blocks>
-class RevBlockGroup {
-  static constexpr std::size_t n = sizeof...(Blocks);
-  using first = std::tuple_element_t<0, std::tuple<Blocks...>>;
-
- public:
-  using value_type = typename first::value_type;
-  using backend = typename first::backend;
-  static constexpr bool is_coupling = true;
-  using tensor_type = Tensor<value_type, backend>;
-  using input_type = Tensors<value_type, static_cast<int>(n), backend>;
-  using output_type = input_type;
-  struct cache {
-    std::tuple<typename Blocks::cache...> blocks;
-  };
-
-  output_type forward(const input_type& x, context& ctx) {
-    output_type y;
-    each([&](auto& b, auto s) { y[s] = b.forward(x[s], ctx); });
-    return y;
-  }
-  output_type forward(const input_type& x, context& ctx, cache& c) {
-    output_type y;
-    each([&](auto& b, auto s) { y[s] = b.forward(x[s], ctx, std::get<s>(c.blocks)); });
-    return y;
-  }
-  input_type backward(cache& c, const output_type& dy) {
-    input_type dx;
-    each([&](auto& b, auto s) { dx[s] = b.backward(std::get<s>(c.blocks), dy[s]); });
-    c = cache{};
-    return dx;
-  }
-  input_type inverse(const output_type& y, context& ctx) {
-    input_type x;
-    each([&](auto& b, auto s) { x[s] = b.inverse(y[s], ctx); });
-    return x;
-  }
-  reconstructed<input_type> backward_reversible(const output_type& y, const output_type& dy) {
-    reconstructed<input_type> r;
-    each([&](auto& b, auto s) {
-      auto rs = b.backward_reversible(y[s], dy[s]);
-      r.x[s] = std::move(rs.x);
-      r.dx[s] = std::move(rs.dx);
-    });
-    return r;
-  }
-
-  template <class V>
-  void for_each_parameter(V&& v, const std::string& prefix = "") {
-    each([&](auto& b, auto s) { b.for_each_parameter(v, join_name(prefix, "rev_transform_" + std::to_string(s))); });
-  }
-  template <class V>
-  void for_each_buffer(V&& v, const std::string& prefix = "") {
-    each([&](auto& b, auto s) { b.for_each_buffer(v, join_name(prefix, "rev_transform_" + std::to_string(s))); });
-  }
-
- private:
-  template <class F>
-  void each(F&& f) {
-    [&]<std::size_t... S>(std::index_sequence<S...>) {
-      (f(std::get<S>(blocks_), std::integral_constant<std::size_t, S>{}), ...);
-    }
-    (std::make_index_sequence<n>{});
-  }
-  std::tuple<Blocks...> blocks_;
-};
-
-/// The stem (§3.2): SpaceToDepth(4) in RevBiFPN's channel order, producing a 1-level pyramid.
-template <int Cin, Scalar T, class B>
-class Stem : public layer_types<T, B>, public no_parameters {
- public:
-  static constexpr bool is_coupling = true;
-  using tensor_type = Tensor<T, B>;
-  using input_type = tensor_type;
-  using output_type = Tensors<T, 1, B>;
-  static constexpr int in_channels = Cin;
-  static constexpr int out_channels = 16 * Cin;
-  struct cache {};
-
-  output_type forward(const input_type& x, context&) { return {ops::space_to_depth(x, 4, ops::s2d_order::revbifpn)}; }
-  output_type forward(const input_type& x, context& ctx, cache&) { return forward(x, ctx); }
-  input_type backward(cache&, const output_type& dy) { return ops::depth_to_space(dy[0], 4, ops::s2d_order::revbifpn); }
-  input_type inverse(const output_type& y, context&) { return ops::depth_to_space(y[0], 4, ops::s2d_order::revbifpn); }
-  reconstructed<input_type> backward_reversible(const output_type& y, const output_type& dy) {
-    return {ops::depth_to_space(y[0], 4, ops::s2d_order::revbifpn),
-            ops::depth_to_space(dy[0], 4, ops::s2d_order::revbifpn)};
-  }
-};
+/// The stem (§3.2): SpaceToDepth(4) in RevBiFPN's channel order, as a one-level pyramid.
+template <Scalar T, class B>
+using Stem = Chain<nn::SpaceToDepth<4, ops::s2d_order::revbifpn, T, B>, Fork<1, T, B>>;
 
 /// The fusion transforms of the silo of layer L (§5): F_{i->j} downsamples with a strided
 /// depthwise kernel 2*2^(j-i) - 1; G_{i->j} runs at scale i with the destination's expansion and
@@ -285,261 +194,120 @@ struct fusions {
                            nn::UpsampleBilinear<pow2(I - J), T, B>>;
 };
 
-template <class Cfg, class Seq>
-struct levels_of;
 template <class Cfg, std::size_t... S>
-struct levels_of<Cfg, std::index_sequence<S...>> {
-  using type = levels<Cfg::c[S]...>;
-};
-template <class Cfg, int L, Scalar T, class B, class Seq>
-struct group_of;
+auto levels_of(std::index_sequence<S...>) -> levels<Cfg::c[S]...>;
+
+/// A RevBlock group of layer L (§4.4): one RevBlock per existing scale s, named
+/// "rev_transform_<s>".
 template <class Cfg, int L, Scalar T, class B, std::size_t... S>
-struct group_of<Cfg, L, T, B, std::index_sequence<S...>> {
-  using type = RevBlockGroup<RevBlock<Cfg, static_cast<int>(S), L, T, B>...>;
-};
+auto group_of(std::index_sequence<S...>) -> PerLevel<NamedAt<"rev_transform_", S, RevBlock<Cfg, int(S), L, T, B>>...>;
 
 /// Layer L = 1..3+d (§6): two RevBlock groups on the existing scales, then the silo.
 template <class Cfg, int L, Scalar T, class B>
 struct layer_blocks {
   static constexpr int existing = std::min(L, scales), after = std::min(L + 1, scales);
-  using group = typename group_of<Cfg, L, T, B, std::make_index_sequence<existing>>::type;
-  using silo = Silo < typename levels_of<Cfg, std::make_index_sequence<after>>::type, fusions<Cfg, L, T, B>::template F,
-        fusions<Cfg, L, T, B>::template G, L<scales ? silo_kind::grows : silo_kind::same>;
+  using group = decltype(group_of<Cfg, L, T, B>(std::make_index_sequence<existing>{}));
+  using silo = Silo<decltype(levels_of<Cfg>(std::make_index_sequence<after>{})), fusions<Cfg, L, T, B>::template F,
+                    fusions<Cfg, L, T, B>::template G, (L < scales ? silo_kind::grows : silo_kind::same)>;
   using type = std::tuple<group, group, silo>;
 };
 
-template <class Tuple>
-struct chain_of;
 template <class... S>
-struct chain_of<std::tuple<S...>> {
-  using type = Chain<S...>;
-};
+auto chain_of(std::tuple<S...>*) -> Chain<S...>;
 template <class Cfg, Scalar T, class B, std::size_t... L>
-auto backbone_of(std::index_sequence<L...>) -> typename chain_of<
-    decltype(std::tuple_cat(std::declval<std::tuple<Stem<in_channels<Cfg>, T, B>>>(),
-                            std::declval<typename layer_blocks<Cfg, static_cast<int>(L) + 1, T, B>::type>()...))>::type;
+auto backbone_of(std::index_sequence<L...>) -> decltype(chain_of(
+    static_cast<decltype(std::tuple_cat(
+        std::declval<std::tuple<Stem<T, B>>>(),
+        std::declval<typename layer_blocks<Cfg, static_cast<int>(L) + 1, T, B>::type>()...))*>(nullptr)));
 
-/// The whole reversible backbone: rev_stack.0 .. rev_stack.<3L> (§6).
+/// The whole reversible backbone: the stem and 3L blocks, rev_stack.0 .. rev_stack.<3L> (§6).
 template <class Cfg, Scalar T, class B>
 using Backbone = decltype(backbone_of<Cfg, T, B>(std::make_index_sequence<layers<Cfg>>{}));
 
 /// The neck (§7): per scale an MBConv c_s -> h_s, named "recomp_transform_<s>".
+template <class Cfg, int S, Scalar T, class B>
+using neck_block =
+    NamedAt<"recomp_transform_", S,
+            nn::MBConv<Cfg::c[S], Cfg::h[S],
+                       nn::mbconv_opts{.expand = neck_expand[S], .kernel = neck_kernel, .se_ratio = neck_se[S]}, T, B>>;
+template <class Cfg, Scalar T, class B, std::size_t... S>
+auto neck_of(std::index_sequence<S...>) -> PerLevel<neck_block<Cfg, S, T, B>...>;
 template <class Cfg, Scalar T, class B>
-class Neck {
-  template <int S>
-  using block =
-      nn::MBConv<Cfg::c[S], Cfg::h[S],
-                 nn::mbconv_opts{.expand = neck_expand[S], .kernel = neck_kernel, .se_ratio = neck_se[S]}, T, B>;
-  using blocks = std::tuple<block<0>, block<1>, block<2>, block<3>>;
+using Neck = decltype(neck_of<Cfg, T, B>(std::make_index_sequence<scales>{}));
 
- public:
-  using pyramid = Tensors<T, 4, B>;
-  struct cache {
-    std::tuple<typename block<0>::cache, typename block<1>::cache, typename block<2>::cache, typename block<3>::cache>
-        c;
-  };
-
-  pyramid forward(const pyramid& x, context& ctx) {
-    pyramid y;
-    each([&](auto& b, auto s) { y[s] = b.forward(x[s], ctx); });
-    return y;
-  }
-  pyramid forward(const pyramid& x, context& ctx, cache& c) {
-    pyramid y;
-    each([&](auto& b, auto s) { y[s] = b.forward(x[s], ctx, std::get<s>(c.c)); });
-    return y;
-  }
-  pyramid backward(cache& c, const pyramid& dy) {
-    pyramid dx;
-    each([&](auto& b, auto s) { dx[s] = b.backward(std::get<s>(c.c), dy[s]); });
-    c = cache{};
-    return dx;
-  }
-  template <class V>
-  void for_each_parameter(V&& v, const std::string& prefix) {
-    each([&](auto& b, auto s) { b.for_each_parameter(v, join_name(prefix, "recomp_transform_" + std::to_string(s))); });
-  }
-  template <class V>
-  void for_each_buffer(V&& v, const std::string& prefix) {
-    each([&](auto& b, auto s) { b.for_each_buffer(v, join_name(prefix, "recomp_transform_" + std::to_string(s))); });
-  }
-
- private:
-  template <class F>
-  void each(F&& f) {
-    [&]<std::size_t... S>(std::index_sequence<S...>) {
-      (f(std::get<S>(blocks_), std::integral_constant<std::size_t, S>{}), ...);
-    }
-    (std::make_index_sequence<4>{});
-  }
-  blocks blocks_;
-};
-
-/// The classification head (§7): t = N_0; t = N_{i+1} + PH_i(t) for i = 0, 1, 2; then
-/// hswish(BN(conv1x1)), global average pooling, dropout and the linear classifier.
+/// The classification head (§7): t = N_0; t = N_{i+1} + PH_i(t) for i = 0, 1, 2 (a Cascade of
+/// the pyramid heads PH_i, strided MBConvs h_i -> h_{i+1}); then hswish(BN(conv1x1)), global
+/// average pooling, dropout and the linear classifier.
+template <class Cfg, int I, Scalar T, class B>
+using pyramid_head =
+    nn::MBConv<Cfg::h[I], Cfg::h[I + 1],
+               nn::mbconv_opts{.expand = head_expand[I], .kernel = head_kernel, .stride = 2, .se_ratio = head_se[I]}, T,
+               B>;
 template <class Cfg, Scalar T, class B>
-class Head {
-  template <int I>
-  using pyramid_head =
-      nn::MBConv<Cfg::h[I], Cfg::h[I + 1],
-                 nn::mbconv_opts{.expand = head_expand[I], .kernel = head_kernel, .stride = 2, .se_ratio = head_se[I]},
-                 T, B>;
-  using final_type = nn::detail::conv_bn_act<Cfg::h[3], Cfg::fc, nn::conv_opts{.kernel = 1}, true, T, B>;
-  using fc_type = nn::Linear<Cfg::fc, classes<Cfg>, true, T, B>;
+using Head = Chain<
+    Named<"pyramid_heads", Cascade<pyramid_head<Cfg, 0, T, B>, pyramid_head<Cfg, 1, T, B>, pyramid_head<Cfg, 2, T, B>>>,
+    Named<"final_conv", nn::detail::conv_bn_act<Cfg::h[3], Cfg::fc, nn::conv_opts{.kernel = 1}, true, T, B>>,
+    nn::GlobalAvgPool<T, B>, nn::Flatten<T, B>, nn::Dropout<T, B>,
+    Named<"fc", nn::Linear<Cfg::fc, classes<Cfg>, true, T, B>>>;
 
- public:
-  using tensor_type = Tensor<T, B>;
-  using pyramid = Tensors<T, 4, B>;
-  struct cache {
-    std::tuple<typename pyramid_head<0>::cache, typename pyramid_head<1>::cache, typename pyramid_head<2>::cache> heads;
-    typename final_type::cache final_conv;
-    typename nn::GlobalAvgPool<T, B>::cache pool;
-    typename nn::Dropout<T, B>::cache drop;
-    typename fc_type::cache fc;
-  };
-
-  explicit Head(double dropout) : final_conv(default_generator()), drop(dropout) {}
-
-  tensor_type forward(const pyramid& x, context& ctx) {
-    tensor_type t = x[0];
-    each([&](auto& ph, auto i) { t = ops::add(x[i + 1], ph.forward(t, ctx)); });
-    t = pool.forward(final_conv.forward(t, ctx), ctx);
-    t = drop.forward(t.reshape({t.size(0), Cfg::fc}), ctx);
-    return fc.forward(t, ctx);
-  }
-  tensor_type forward(const pyramid& x, context& ctx, cache& c) {
-    tensor_type t = x[0];
-    each([&](auto& ph, auto i) { t = ops::add(x[i + 1], ph.forward(t, ctx, std::get<i>(c.heads))); });
-    t = pool.forward(final_conv.forward(t, ctx, c.final_conv), ctx, c.pool);
-    t = drop.forward(t.reshape({t.size(0), Cfg::fc}), ctx, c.drop);
-    return fc.forward(t, ctx, c.fc);
-  }
-  pyramid backward(cache& c, const tensor_type& dy) {
-    tensor_type d = drop.backward(c.drop, fc.backward(c.fc, dy));
-    d = final_conv.backward(c.final_conv, pool.backward(c.pool, d.reshape({d.size(0), Cfg::fc, 1, 1})));
-    pyramid dx;
-    dx[3] = d;
-    dx[2] = pyramid_heads_backward<2>(c, d);
-    dx[1] = pyramid_heads_backward<1>(c, dx[2]);
-    dx[0] = pyramid_heads_backward<0>(c, dx[1]);
-    c = cache{};
-    return dx;
-  }
-
-  template <class V>
-  void for_each_parameter(V&& v, const std::string& prefix) {
-    each([&](auto& ph, auto i) { ph.for_each_parameter(v, join_name(prefix, "pyramid_heads." + std::to_string(i))); });
-    final_conv.for_each_parameter(v, join_name(prefix, "final_conv"));
-    fc.for_each_parameter(v, join_name(prefix, "fc"));
-  }
-  template <class V>
-  void for_each_buffer(V&& v, const std::string& prefix) {
-    each([&](auto& ph, auto i) { ph.for_each_buffer(v, join_name(prefix, "pyramid_heads." + std::to_string(i))); });
-    final_conv.for_each_buffer(v, join_name(prefix, "final_conv"));
-  }
-
- private:
-  template <std::size_t I>
-  tensor_type pyramid_heads_backward(cache& c, const tensor_type& d) {
-    return std::get<I>(heads_).backward(std::get<I>(c.heads), d);
-  }
-  template <class F>
-  void each(F&& f) {
-    [&]<std::size_t... I>(std::index_sequence<I...>) {
-      (f(std::get<I>(heads_), std::integral_constant<std::size_t, I>{}), ...);
-    }
-    (std::make_index_sequence<3>{});
-  }
-
-  std::tuple<pyramid_head<0>, pyramid_head<1>, pyramid_head<2>> heads_;
-  final_type final_conv;
-  nn::GlobalAvgPool<T, B> pool;
-  nn::Dropout<T, B> drop;
-  fc_type fc;
-};
+/// The network (§8): the image's channels tiled to the stem's (§3.1), the reversible backbone
+/// and the neck (both under the official "rev_stack"; the neck is its "recomp_op"), the head.
+/// In a reversible tape the backbone keeps nothing, the neck keeps its input (a checkpoint,
+/// §8.3) and the head, the last block, what its backward needs.
+template <class Cfg, Scalar T, class B>
+using Network =
+    Chain<nn::TileChannels<image_channels_of<Cfg>(), in_channels<Cfg>, T, B>, Named<"rev_stack", Backbone<Cfg, T, B>>,
+          Named<"rev_stack", Named<"recomp_op", Neck<Cfg, T, B>>>, Named<"head", Head<Cfg, T, B>>>;
 
 using io::load_report;
 
 }  // namespace revbifpn
 
-/// RevBiFPN classifier of variant Cfg (revbifpn::S0 .. S6) over element type T on backend B.
+/// RevBiFPN classifier of variant Cfg (revbifpn::S0 .. S6) over element type T on backend B: the
+/// Chain revbifpn::Network, with the image checks and the official names. Its tape is that
+/// chain's cache; its backward that chain's.
 template <class Cfg, Scalar T = float, class B = cpu>
-class RevBiFPN {
+class RevBiFPN : public revbifpn::Network<Cfg, T, B> {
+  static_assert(revbifpn::in_channels<Cfg> >= revbifpn::image_channels_of<Cfg>(),
+                "rev::models::RevBiFPN: c_0 / 16 must be at least the number of image channels (spec §3.1)");
+  using network_type = revbifpn::Network<Cfg, T, B>;
+
  public:
   using value_type = T;
   using backend = B;
   using tensor_type = Tensor<T, B>;
   using pyramid = Tensors<T, 4, B>;
-  using backbone_type = revbifpn::Backbone<Cfg, T, B>;
+  using cache = typename network_type::cache;
+  using backbone_type = Named<"rev_stack", revbifpn::Backbone<Cfg, T, B>>;
   static constexpr int image_channels = revbifpn::image_channels_of<Cfg>();
   static constexpr int classes = revbifpn::classes<Cfg>;
   static constexpr int stem_channels = revbifpn::in_channels<Cfg>;
-  static_assert(stem_channels >= image_channels,
-                "rev::models::RevBiFPN: c_0 / 16 must be at least the number of image channels (spec §3.1)");
-
-  /// The tape of one training step; its mode (stored or reversible) is the backbone's.
-  struct cache {
-    cache(mode m = mode::stored) : backbone(m) {}
-    typename backbone_type::cache backbone;
-    pyramid checkpoint;  // reversible mode: the neck's input, recomputed from in backward (§8.3)
-    typename revbifpn::Neck<Cfg, T, B>::cache neck;
-    typename revbifpn::Head<Cfg, T, B>::cache head;
-  };
 
   /// Weights initialised as in §12 from rev::default_generator(); head_dropout defaults to the
   /// variant's rate (§2).
-  explicit RevBiFPN(double head_dropout = Cfg::head_dropout) : head_(head_dropout) {}
+  explicit RevBiFPN(double head_dropout = Cfg::head_dropout)
+      : network_type({}, {}, {},
+                     Named<"head", revbifpn::Head<Cfg, T, B>>({}, {}, {}, {}, nn::Dropout<T, B>(head_dropout), {})) {}
 
   static std::string name() { return std::string("rev::models::RevBiFPN<") + Cfg::name + ">"; }
 
   /// Logits [B, classes] of image [B, image_channels, H, W], keeping nothing.
   tensor_type forward(const tensor_type& image, context& ctx) {
-    return head_.forward(neck_.forward(features(image, ctx), ctx), ctx);
+    check_image(image);
+    return network_type::forward(image, ctx);
   }
-
-  /// Logits, keeping in `tape` what backward needs (stored) or only the pyramid (reversible).
+  /// Logits, keeping in `tape` what backward needs (stored) or only the neck's input and the
+  /// head's record (reversible). backward(tape, dlogits) returns d loss / d image and adds every
+  /// parameter's gradient.
   tensor_type forward(const tensor_type& image, context& ctx, cache& tape) {
-    // The reversible backward re-evaluates in the recompute phase, which replays train-phase
-    // batch statistics (core/layer.hpp).
-    check<value_error>(tape.backbone.m == mode::stored || ctx.mode == phase::train, name(),
-                       ": a reversible tape needs a train-phase forward (use mode::stored for eval-phase gradients)");
-    pyramid p = backbone_.forward(stack(image), ctx, tape.backbone);
-    pyramid n;
-    if (tape.backbone.m == mode::reversible) {
-      tape.checkpoint = p;
-      n = neck_.forward(p, ctx);
-    } else {
-      n = neck_.forward(p, ctx, tape.neck);
-    }
-    return head_.forward(n, ctx, tape.head);
-  }
-
-  /// d loss / d image from d loss / d logits; adds every parameter's gradient.
-  tensor_type backward(cache& tape, const tensor_type& dlogits) {
-    check<shape_error>(dlogits.rank() == 2 && dlogits.size(1) == classes, name(), ": dlogits has extents ",
-                       dlogits.shape(), ", expected [B, ", classes, "]");
-    pyramid dn = head_.backward(tape.head, dlogits);
-    if (tape.backbone.m == mode::reversible) {
-      context ctx = recompute_context();
-      neck_.forward(std::exchange(tape.checkpoint, pyramid{}), ctx, tape.neck);
-    }
-    return fold(backbone_.backward(tape.backbone, neck_.backward(tape.neck, dn)));
+    check_image(image);
+    return network_type::forward(image, ctx, tape);
   }
 
   /// The backbone pyramid P_0..P_3 (before the neck), [B, c_s, H / 2^(s+2), W / 2^(s+2)].
-  pyramid features(const tensor_type& image, context& ctx) { return backbone_.forward(stack(image), ctx); }
-
-  template <class V>
-  void for_each_parameter(V&& v, const std::string& prefix = "") {
-    backbone_.for_each_parameter(v, join_name(prefix, "rev_stack"));
-    neck_.for_each_parameter(v, join_name(prefix, "rev_stack.recomp_op"));
-    head_.for_each_parameter(v, join_name(prefix, "head"));
-  }
-  template <class V>
-  void for_each_buffer(V&& v, const std::string& prefix = "") {
-    backbone_.for_each_buffer(v, join_name(prefix, "rev_stack"));
-    neck_.for_each_buffer(v, join_name(prefix, "rev_stack.recomp_op"));
-    head_.for_each_buffer(v, join_name(prefix, "head"));
+  pyramid features(const tensor_type& image, context& ctx) {
+    check_image(image);
+    return backbone().forward(this->template get<0>().forward(image, ctx), ctx);
   }
 
   /// Loads parameters and BN running statistics by their official keys (§9); the files'
@@ -552,52 +320,18 @@ class RevBiFPN {
   /// Parameters and BN running statistics under the official keys.
   io::file state_dict() { return io::state_dict(*this); }
 
-  backbone_type& backbone() { return backbone_; }
-  revbifpn::Neck<Cfg, T, B>& neck() { return neck_; }
-  revbifpn::Head<Cfg, T, B>& head() { return head_; }
+  backbone_type& backbone() { return this->template get<1>(); }
+  auto& neck() { return this->template get<2>(); }
+  auto& head() { return this->template get<3>(); }
 
  private:
-  // Channel stacking (§3.1): stacked channel k is image channel k mod 3.
-  tensor_type stack(const tensor_type& image) const {
+  void check_image(const tensor_type& image) const {
     check<shape_error>(image.rank() == 4 && image.size(1) == image_channels, name(), ": image has extents ",
                        image.shape(), ", expected [B, ", image_channels, ", H, W]");
     check<shape_error>(image.size(2) % 32 == 0 && image.size(3) % 32 == 0 && image.size(2) > 0 && image.size(3) > 0,
                        name(), ": image has extents ", image.shape(),
                        ", H and W must be positive multiples of 32 (spec §10)");
-    if constexpr (stem_channels == image_channels) {
-      return image;
-    } else {
-      constexpr int copies = stem_channels / image_channels;
-      std::array<tensor_type, copies + (remainder > 0 ? 1 : 0)> parts;
-      for (int k = 0; k < copies; ++k) parts[static_cast<std::size_t>(k)] = image;
-      if constexpr (remainder > 0)
-        parts[copies] = ops::split_channels(image, {remainder, image_channels - remainder})[0];
-      return ops::concat_channels(parts);
-    }
   }
-  // The image gradient: the stacked channels' gradients summed per image channel (§3.1).
-  tensor_type fold(const tensor_type& dx) const {
-    if constexpr (stem_channels == image_channels) {
-      return dx;
-    } else {
-      std::vector<index_t> sizes(stem_channels / image_channels, image_channels);
-      if constexpr (remainder > 0) sizes.push_back(remainder);
-      std::vector<tensor_type> parts = ops::split_channels(dx, std::span<const index_t>(sizes));
-      tensor_type d = parts[0];
-      for (std::size_t i = 1; i < stem_channels / image_channels; ++i) ops::add_(d, parts[i]);
-      if constexpr (remainder > 0) {
-        std::vector<tensor_type> head = ops::split_channels(d, {remainder, image_channels - remainder});
-        ops::add_(head[0], parts.back());
-        d = ops::concat_channels(head);
-      }
-      return d;
-    }
-  }
-  static constexpr int remainder = stem_channels % image_channels;
-
-  backbone_type backbone_;
-  revbifpn::Neck<Cfg, T, B> neck_;
-  revbifpn::Head<Cfg, T, B> head_;
 };
 
 }  // namespace rev::models

@@ -52,6 +52,8 @@ class Linear : public layer_types<T, B> {
   }
   /// Returns dL/dx and adds dL/dweight (and dL/dbias) to the parameters' gradients.
   tensor_type backward(cache& c, const tensor_type& dy) {
+    check<shape_error>(dy.rank() >= 1 && dy.size(-1) == Out, name(), ": output gradient has extents ", dy.shape(),
+                       ", expected [..., ", Out, "]");
     return ops::linear_backward(c.x, weight.value, dy, &weight.grad, Bias ? &bias.grad : nullptr);
   }
 

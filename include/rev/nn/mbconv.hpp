@@ -62,7 +62,9 @@ struct conv_bn_act {
   BatchNorm2d<Out, mbconv_bn, T, B> norm;
   [[no_unique_address]] HardSwish<T, B> act;
 
-  explicit conv_bn_act(Generator& g) : conv(g) { init::kaiming_normal_fan_out(conv.weight.value, g); }
+  explicit conv_bn_act(Generator& g = default_generator()) : conv(g) {
+    init::kaiming_normal_fan_out(conv.weight.value, g);
+  }
 
   tensor_type forward(const tensor_type& x, context& ctx) {
     tensor_type y = norm.forward(conv.forward(x, ctx), ctx);

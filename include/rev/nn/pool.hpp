@@ -1,4 +1,4 @@
-// Pooling layers.
+// Pooling layers: global average pooling, average pooling.
 #pragma once
 
 #include "rev/core/layer.hpp"
@@ -25,6 +25,29 @@ class GlobalAvgPool : public layer_types<T, B>, public no_parameters {
     return y;
   }
   tensor_type backward(cache& c, const tensor_type& dy) { return ops::global_avg_pool_backward(c.input_shape, dy); }
+};
+
+/// Average pooling with a K x K window at stride K, [N, C, H, W] -> [N, C, H / K, W / K] (PyTorch's
+/// nn.AvgPool2d(K)). Keeps only the input extents for backward.
+template <int K, Scalar T = float, class B = cpu>
+class AvgPool2d : public layer_types<T, B>, public no_parameters {
+  static_assert(K >= 1, "rev::nn::AvgPool2d<K>: K must be positive");
+
+ public:
+  using tensor_type = Tensor<T, B>;
+  static constexpr layout in_layout = layout::map, out_layout = layout::map;
+  struct cache {
+    Shape input_shape;
+  };
+
+  tensor_type forward(const tensor_type& x, context&) { return K == 1 ? x : ops::avg_pool2d(x, K); }
+  tensor_type forward(const tensor_type& x, context& ctx, cache& c) {
+    c.input_shape = x.shape();
+    return forward(x, ctx);
+  }
+  tensor_type backward(cache& c, const tensor_type& dy) {
+    return K == 1 ? dy : ops::avg_pool2d_backward(c.input_shape, dy, K);
+  }
 };
 
 }  // namespace rev::nn
