@@ -158,7 +158,8 @@ TEST_CASE("TileChannels: channel k is input channel k mod In; gradients match fi
   const auto r = testing::check_gradients(tile, x);
   CHECK_MESSAGE(r.ok(), r.str());
   CHECK_THROWS_WITH_AS(tile.forward(Tensor<double>({1, 4, 2, 2}), eval),
-                       "rev::nn::TileChannels<3,8>: input has extents [1, 4, 2, 2], expected [N, 3, H, W]", shape_error);
+                       "rev::nn::TileChannels<3,8>: input has extents [1, 4, 2, 2], expected [N, 3, H, W]",
+                       shape_error);
 }
 
 TEST_CASE("PadChannels and AvgPool2d: values and gradients") {
