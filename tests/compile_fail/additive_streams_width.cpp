@@ -11,5 +11,5 @@ using Mlp = rev::nn::Sequential<rev::nn::LayerNorm<384>, rev::nn::Linear<384, 15
 using Mlp = rev::nn::Sequential<rev::nn::LayerNorm<384>, rev::nn::Linear<384, 1536>, rev::nn::Linear<1536, 384>>;
 #endif
 static_assert(Mlp::in_channels == 384);
-rev::Additive<Mlp, Mlp, rev::additive_layout::streams> block;
+rev::Additive<Mlp, Mlp, rev::coupling_layout::streams> block;
 int main() {}

@@ -52,7 +52,7 @@ static_assert(nn::Sequential<nn::ReLU<float>, Conv<3, 8>, nn::ReLU<float>>::out_
 static_assert(ChainableBlocks<Conv<3, 8>, Additive<Conv<4, 4>, Conv<4, 4>>>);
 static_assert(!ChainableBlocks<Conv<3, 6>, Additive<Conv<4, 4>, Conv<4, 4>>>);
 static_assert(
-    !Chainable<Additive<Conv<4, 4>, Conv<4, 4>, additive_layout::streams>, Conv<4, 4>>);  // two tensors vs one
+    !Chainable<Additive<Conv<4, 4>, Conv<4, 4>, coupling_layout::streams>, Conv<4, 4>>);  // two tensors vs one
 
 // Silo: F<i,j> maps level i to level j.
 using L3 = levels<4, 6, 8>;
@@ -100,7 +100,7 @@ static_assert(ChainableBlocks<Conv<3, 2>, nn::SpaceToDepth<2, ops::s2d_order::re
 static_assert(!ChainableBlocks<Conv<3, 2>, nn::SpaceToDepth<2, ops::s2d_order::revbifpn, float>, Conv<2, 4>>);
 // A two-stream Additive of token MLPs takes two token streams of the MLP's width.
 using Proj = nn::Sequential<nn::LayerNorm<8>, nn::Linear<8, 32>, nn::GELU<float>, nn::Linear<32, 8>>;
-using Streams = Additive<Proj, Proj, additive_layout::streams>;
+using Streams = Additive<Proj, Proj, coupling_layout::streams>;
 static_assert(in_signature_of<Streams>().size() == 2 && in_signature_of<Streams>()[1].width == 8);
 static_assert(ChainableBlocks<Streams, Streams> && !ChainableBlocks<Streams, Conv<8, 8>>);
 

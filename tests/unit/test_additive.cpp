@@ -30,7 +30,7 @@ TEST_CASE("Additive: log-det is zero (volume preserving)") {
 
 TEST_CASE("Additive: RevBiFPN's swapped halves update the second half first") {
   using F = ConvBlock<4, 4, double>;
-  Additive<F, F, additive_layout::halves_swapped> block;
+  Additive<F, F, coupling_layout::halves_swapped> block;
   auto x = test::random({1, 8, 4, 4}, 2);
   context ctx{phase::eval};
   auto y = block.forward(x, ctx);
@@ -49,12 +49,12 @@ TEST_CASE("Additive: invertible in float32 and float64, all layouts") {
     CHECK_MESSAGE(r.ok(1e-12), r.str());
   }
   {
-    Additive<ConvBlock<6, 6, float>, ConvBlock<6, 6, float>, additive_layout::halves_swapped> f;
+    Additive<ConvBlock<6, 6, float>, ConvBlock<6, 6, float>, coupling_layout::halves_swapped> f;
     auto r = testing::check_invertible(f, test::random<float>({2, 12, 7, 7}, 4));
     CHECK_MESSAGE(r.ok(1e-5), r.str());
   }
   {
-    Additive<ConvBlock<5, 5, float>, ConvBlock<5, 5, float>, additive_layout::streams> s;
+    Additive<ConvBlock<5, 5, float>, ConvBlock<5, 5, float>, coupling_layout::streams> s;
     Tensors<float, 2> x{test::random<float>({3, 5, 6, 6}, 5), test::random<float>({3, 5, 6, 6}, 6)};
     auto r = testing::check_invertible(s, x);
     CHECK_MESSAGE(r.ok(1e-5), r.str());
@@ -65,7 +65,7 @@ TEST_CASE("Additive: Stored and Reversible gradients agree (BatchNorm in train m
   Additive<ConvBlock<4, 4, float>, ConvBlock<4, 4, float>> f;
   auto r = testing::check_reversible_gradients(f, test::random<float>({4, 8, 6, 6}, 7));
   CHECK_MESSAGE(r.ok(1e-5), r.str());
-  Additive<ConvBlock<4, 4, double>, ConvBlock<4, 4, double>, additive_layout::streams> d;
+  Additive<ConvBlock<4, 4, double>, ConvBlock<4, 4, double>, coupling_layout::streams> d;
   auto rd = testing::check_reversible_gradients(
       d, Tensors<double, 2>{test::random({2, 4, 5, 5}, 8), test::random({2, 4, 5, 5}, 9)});
   CHECK_MESSAGE(rd.ok(1e-12), rd.str());
@@ -99,6 +99,6 @@ TEST_CASE("Additive: runtime shape errors name the block") {
   CHECK_THROWS_WITH_AS(block.forward(Tensor<float>({1, 6, 4, 4}), ctx),
                        "rev::Additive<F,G>: input has extents [1, 6, 4, 4], expected [N, 8, H, W]", shape_error);
   CHECK_THROWS_AS(block.forward(Tensor<float>({8, 4, 4}), ctx), shape_error);
-  Additive<ConvBlock<4, 4, float>, ConvBlock<4, 4, float>, additive_layout::streams> streams;
+  Additive<ConvBlock<4, 4, float>, ConvBlock<4, 4, float>, coupling_layout::streams> streams;
   CHECK_THROWS_AS(streams.forward({Tensor<float>({1, 4, 4, 4}), Tensor<float>({1, 3, 4, 4})}, ctx), shape_error);
 }

@@ -240,7 +240,7 @@ TEST_CASE("Affine: y1 = x1, y2 = x2 * scale(S(x1)) + T(x1), log_det = sum log sc
     run(block, false);
   }
   {
-    Affine<ConvNet<3, double>, ConvNet<3, double>, affine_scale::exp_clamped, affine_layout::halves_swapped> block;
+    Affine<ConvNet<3, double>, ConvNet<3, double>, affine_scale::exp_clamped, coupling_layout::halves_swapped> block;
     run(block, true);
   }
 }
@@ -265,7 +265,7 @@ TEST_CASE("Affine: invertible in float32 (<= 1e-5) and float64 (<= 1e-12) with c
     Affine<ConvNet<4, float>, ConvNet<4, float>, Scale> f;
     auto rf = testing::check_invertible(f, test::random<float>({2, 8, 7, 6}, 4));
     CHECK_MESSAGE(rf.ok(1e-5), rf.str());
-    Affine<ConvBN<4, float>, ConvNet<4, float>, Scale, affine_layout::halves_swapped> sw;
+    Affine<ConvBN<4, float>, ConvNet<4, float>, Scale, coupling_layout::halves_swapped> sw;
     auto rs = testing::check_invertible(sw, test::random<float>({3, 8, 5, 5}, 5));
     CHECK_MESSAGE(rs.ok(1e-5), rs.str());
   };
@@ -319,7 +319,7 @@ TEST_CASE("Affine: backward (with a log-det gradient) equals finite differences 
     CHECK_MESSAGE(r.ok(), r.str());
   }
   {
-    Affine<ConvNet<2, double>, ConvNet<2, double>, affine_scale::exp_clamped, affine_layout::halves_swapped> block(
+    Affine<ConvNet<2, double>, ConvNet<2, double>, affine_scale::exp_clamped, coupling_layout::halves_swapped> block(
         affine_scale::exp_clamped(0.7));
     auto r = check_with_log_det(block, test::random({2, 4, 3, 3}, 10, -2, 2));
     CHECK_MESSAGE(r.ok(), r.str());
@@ -383,7 +383,7 @@ TEST_CASE("Affine: Stored and Reversible gradients agree in float32 (<= 1e-5)") 
     c.set_log_det_grad(test::random<float>({4}, 17));
     auto rc = testing::check_reversible_gradients(c, test::random<float>({4, 8, 6, 6}, 18));
     CHECK_MESSAGE(rc.ok(1e-5), rc.str());
-    Affine<ConvBN<4, float>, ConvNet<4, float>, affine_scale::sigmoid, affine_layout::halves_swapped> s;
+    Affine<ConvBN<4, float>, ConvNet<4, float>, affine_scale::sigmoid, coupling_layout::halves_swapped> s;
     s.set_log_det_grad(test::random<float>({4}, 19));
     auto rs = testing::check_reversible_gradients(s, test::random<float>({4, 8, 6, 6}, 20));
     CHECK_MESSAGE(rs.ok(1e-5), rs.str());
@@ -399,7 +399,7 @@ TEST_CASE("Affine: Stored and Reversible gradients agree in float32 (<= 1e-5)") 
   SUBCASE("a flow alternating the halves, run by a Chain's reversible tape") {
     using Half = Affine<ConvBN<4, float>, ConvNet<4, float>>;
     using Swapped =
-        Affine<ConvBN<4, float>, ConvNet<4, float>, affine_scale::exp_clamped, affine_layout::halves_swapped>;
+        Affine<ConvBN<4, float>, ConvNet<4, float>, affine_scale::exp_clamped, coupling_layout::halves_swapped>;
     Chain<Repeat<2, Half>, Swapped> net;
     auto x = test::random<float>({2, 8, 5, 5}, 25);
     auto dy = test::random<float>({2, 8, 5, 5}, 26);

@@ -17,8 +17,8 @@ using CB = ConvBlock<4, 4, float>;
 template <int Depth>
 using Mixed = Chain<nn::SpaceToDepth<2, ops::s2d_order::revbifpn, float>,  // coupling, 2 -> 8 channels
                     ConvBlock<8, 8, float>,                                // ordinary: keeps its input
-                    Additive<CB, CB>, Affine<CB, CB>, Repeat<Depth, Additive<CB, CB, additive_layout::halves_swapped>>,
-                    Affine<CB, CB, affine_scale::exp_clamped, affine_layout::halves_swapped>>;
+                    Additive<CB, CB>, Affine<CB, CB>, Repeat<Depth, Additive<CB, CB, coupling_layout::halves_swapped>>,
+                    Affine<CB, CB, affine_scale::exp_clamped, coupling_layout::halves_swapped>>;
 
 template <int K>
 std::size_t step_peak(mode m) {

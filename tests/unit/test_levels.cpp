@@ -184,7 +184,7 @@ TEST_CASE("Additive with a shortcut: y1 = S(x1) + F(x2), y2 = S(x2) + G(y1); an 
   using S = nn::Conv2d<2, 3, nn::conv_opts{.kernel = 1, .stride = 2}, double>;
   using F = ConvBlock<2, 3, double, 3, 2>;
   using G = ConvBlock<3, 3, double>;
-  using Block = Additive<F, G, additive_layout::halves, S>;
+  using Block = Additive<F, G, coupling_layout::halves, S>;
   static_assert(!Coupling<Block> && Block::in_channels == 4 && Block::out_channels == 6);
   Block b;
   const Tensor<double> x = test::random({2, 4, 6, 6}, 16);

@@ -229,4 +229,20 @@ constexpr auto signature_name(std::index_sequence<I...>) {
 template <auto Sig>
 using signature_name_t = typename decltype(detail::signature_name<Sig>(std::make_index_sequence<Sig.size()>{}))::type;
 
+/// signatures_fit, or Report<j, returned, taken> for the first junction j of S... that does not
+/// fit: an incomplete type whose name spells the container, j and both signatures, so that a
+/// container's `static_assert(sizeof(typename decltype(junction_check<...>())::type) > 0)` is a
+/// one-line error naming them.
+template <template <int, class, class> class Report, class... S>
+constexpr auto junction_check() {
+  constexpr int j = first_junction_mismatch<S...>();
+  if constexpr (j >= 0) {
+    constexpr auto returned = detail::returned_by<j, S...>(sequence_in_signature<S...>());
+    constexpr auto taken = in_signature_of<detail::nth_block<j + 1, S...>>();
+    return std::type_identity<Report<j, signature_name_t<returned>, signature_name_t<taken>>>{};
+  } else {
+    return std::type_identity<signatures_fit>{};
+  }
+}
+
 }  // namespace rev

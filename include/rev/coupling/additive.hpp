@@ -15,18 +15,12 @@
 
 #include "rev/core/layer.hpp"
 #include "rev/coupling/coupling.hpp"
+#include "rev/coupling/halves.hpp"
 #include "rev/cpu.hpp"
 #include "rev/ops/channels.hpp"
 #include "rev/ops/elementwise.hpp"
 
 namespace rev {
-
-/// Where x1 and x2 come from.
-enum class additive_layout {
-  halves,          // one tensor split along channels: x1 = first half, x2 = second half (RevNet)
-  halves_swapped,  // x1 = second half, x2 = first half (RevBiFPN's reversible residual block, spec §4.4)
-  streams          // two tensors {x1, x2} (Rev-ViT's two residual streams)
-};
 
 /// The default shortcut of Additive: none, y1 = x1 + F(x2) (an invertible coupling).
 struct no_shortcut : no_parameters {
@@ -86,14 +80,14 @@ constexpr auto additive_check() {
 }
 }  // namespace detail
 
-template <class F, class G, additive_layout Layout = additive_layout::halves, class Shortcut = no_shortcut>
+template <class F, class G, coupling_layout Layout = coupling_layout::halves, class Shortcut = no_shortcut>
 class Additive {
   static constexpr bool has_shortcut = !std::same_as<Shortcut, no_shortcut>;
   static_assert(std::same_as<typename F::value_type, typename G::value_type> &&
                     std::same_as<typename F::backend, typename G::backend>,
                 "rev::Additive<F,G>: F and G must have the same element type and backend");
   // F or G not fitting makes this an error naming it (sizeof of an incomplete type).
-  static_assert(sizeof(typename decltype(detail::additive_check<F, G, Layout != additive_layout::streams,
+  static_assert(sizeof(typename decltype(detail::additive_check<F, G, Layout != coupling_layout::streams,
                                                                 has_shortcut>())::type) > 0);
 
  public:
@@ -101,7 +95,7 @@ class Additive {
   using backend = typename F::backend;
   static constexpr bool is_coupling = !has_shortcut;
   using tensor_type = Tensor<value_type, backend>;
-  static constexpr bool split = Layout != additive_layout::streams;
+  static constexpr bool split = Layout != coupling_layout::streams;
   using input_type = std::conditional_t<split, tensor_type, Tensors<value_type, 2, backend>>;
   using output_type = input_type;
   /// The width of x1 and x2 (of y1 and y2: out_half_channels).
@@ -211,28 +205,12 @@ class Additive {
   // (x1, x2) of the layout, halves of width `half`; both are fresh tensors or handles of the
   // stream tensors.
   static std::array<tensor_type, 2> unpack(const input_type& x, int half_width, const char* what) {
-    if constexpr (!split) {
-      return {x[0], x[1]};
-    } else {
-      check<shape_error>(
-          x.rank() == 4 && x.size(1) % 2 == 0 && (half_width == any_channels || x.size(1) == 2 * half_width),
-          "rev::Additive<F,G>: ", what, " has extents ", x.shape(), ", expected [N, ",
-          half_width == any_channels ? std::string("2k") : std::to_string(2 * half_width), ", H, W]");
-      const index_t half = x.size(1) / 2;
-      const index_t sizes[] = {half, half};
-      auto parts = ops::split_channels(x, sizes);
-      if constexpr (Layout == additive_layout::halves) return {parts[0], parts[1]};
-      else return {parts[1], parts[0]};
-    }
+    if constexpr (!split) return {x[0], x[1]};
+    else return detail::split_halves<Layout>(x, half_width, "rev::Additive<F,G>", what);
   }
-  output_type pack(const tensor_type& y1, const tensor_type& y2) const {
-    if constexpr (!split) {
-      return {y1, y2};
-    } else {
-      const tensor_type parts[] = {Layout == additive_layout::halves ? y1 : y2,
-                                   Layout == additive_layout::halves ? y2 : y1};
-      return ops::concat_channels(parts);
-    }
+  static output_type pack(const tensor_type& y1, const tensor_type& y2) {
+    if constexpr (!split) return {y1, y2};
+    else return detail::join_halves<Layout>(y1, y2);
   }
 
   // F(x2) is added to x1 (G(y1) to x2): a result of other extents is the named function's fault.

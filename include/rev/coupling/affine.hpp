@@ -31,82 +31,14 @@
 
 #include "rev/core/layer.hpp"
 #include "rev/core/parallel.hpp"
+#include "rev/coupling/affine_scale.hpp"
 #include "rev/coupling/coupling.hpp"
+#include "rev/coupling/halves.hpp"
 #include "rev/cpu.hpp"
 #include "rev/ops/channels.hpp"
 #include "rev/ops/elementwise.hpp"
 
 namespace rev {
-
-/// Scale policies of rev::Affine: log_scale(raw) = log scale, scale(raw, log_scale) = scale and
-/// dlog_scale(raw) = d log scale / d raw, for float and double.
-namespace affine_scale {
-
-/// scale = exp(raw) (RealNVP, unclamped). float32 loses invertibility for raw below about -5
-/// and overflows for raw above 88.
-struct exp {
-  template <class V>
-  V log_scale(V raw) const {
-    return raw;
-  }
-  template <class V>
-  V scale(V, V log_scale) const {
-    return std::exp(log_scale);
-  }
-  template <class V>
-  V dlog_scale(V) const {
-    return V(1);
-  }
-};
-
-/// scale = exp(s), s = α (2/π) atan(raw / α): the soft clamp |s| < α of FrEIA.
-struct exp_clamped {
-  double alpha = 2;
-
-  exp_clamped() = default;
-  explicit exp_clamped(double a) : alpha(a) {
-    check<value_error>(std::isfinite(a) && a > 0,
-                       "rev::affine_scale::exp_clamped: alpha must be positive and finite, got ", a);
-  }
-  template <class V>
-  V log_scale(V raw) const {
-    const V a = static_cast<V>(alpha);
-    return a * std::numbers::inv_pi_v<V> * V(2) * std::atan(raw / a);
-  }
-  template <class V>
-  V scale(V, V log_scale) const {
-    return std::exp(log_scale);
-  }
-  // ds/draw = (2/π) / (1 + (raw/α)²)
-  template <class V>
-  V dlog_scale(V raw) const {
-    const V u = raw / static_cast<V>(alpha);
-    return V(2) * std::numbers::inv_pi_v<V> / (V(1) + u * u);
-  }
-};
-
-/// scale = sigmoid(raw + 2) (Glow): scale < 1, and 0.88 at raw = 0.
-struct sigmoid {
-  // log sigmoid(z) = -log(1 + exp(-z)), evaluated without overflow.
-  template <class V>
-  V log_scale(V raw) const {
-    const V z = raw + V(2);
-    return z >= V(0) ? -std::log1p(std::exp(-z)) : z - std::log1p(std::exp(z));
-  }
-  template <class V>
-  V scale(V raw, V) const {
-    const V z = raw + V(2);
-    return z >= V(0) ? V(1) / (V(1) + std::exp(-z)) : std::exp(z) / (V(1) + std::exp(z));
-  }
-  // d log sigmoid(z) / dz = 1 - sigmoid(z) = sigmoid(-z)
-  template <class V>
-  V dlog_scale(V raw) const {
-    const V z = raw + V(2);
-    return z >= V(0) ? std::exp(-z) / (V(1) + std::exp(-z)) : V(1) / (V(1) + std::exp(z));
-  }
-};
-
-}  // namespace affine_scale
 
 /// A scale policy of rev::Affine (see namespace affine_scale).
 template <class P>
@@ -120,11 +52,6 @@ concept AffineScale = std::copyable<P> && requires(const P& p, float f, double d
 };
 
 /// Which half conditions which.
-enum class affine_layout {
-  halves,         // x1 = first half (conditions), x2 = second half (transformed)
-  halves_swapped  // x1 = second half, x2 = first half: alternate the two in a flow
-};
-
 /// S and T both map x1's channels to x2's, which are the same count (C/2 each).
 template <class S, class T>
 concept AffineCompatible = channels_match(in_channels_of<S>(), out_channels_of<S>()) &&
@@ -206,7 +133,8 @@ std::pair<Tensor<V>, Tensor<V>> affine_backward(const P& p, const Tensor<V>& x2,
 
 }  // namespace detail
 
-template <class S, class T, AffineScale Scale = affine_scale::exp_clamped, affine_layout Layout = affine_layout::halves>
+template <class S, class T, AffineScale Scale = affine_scale::exp_clamped,
+          coupling_layout Layout = coupling_layout::halves>
 class Affine {
   static_assert(std::same_as<typename S::value_type, typename T::value_type> &&
                     std::same_as<typename S::backend, typename T::backend>,
@@ -345,20 +273,9 @@ class Affine {
  private:
   // (x1, x2) of the layout, as fresh tensors.
   std::array<tensor_type, 2> unpack(const tensor_type& x, const char* what) const {
-    check<shape_error>(
-        x.rank() == 4 && x.size(1) % 2 == 0 && (half_channels == any_channels || x.size(1) == 2 * half_channels),
-        "rev::Affine<S,T>: ", what, " has extents ", x.shape(), ", expected [N, ",
-        half_channels == any_channels ? std::string("2k") : std::to_string(2 * half_channels), ", H, W]");
-    const index_t half = x.size(1) / 2;
-    const index_t sizes[] = {half, half};
-    auto parts = ops::split_channels(x, sizes);
-    if constexpr (Layout == affine_layout::halves) return {parts[0], parts[1]};
-    else return {parts[1], parts[0]};
+    return detail::split_halves<Layout>(x, half_channels, "rev::Affine<S,T>", what);
   }
-  tensor_type pack(const tensor_type& a1, const tensor_type& a2) const {
-    const tensor_type parts[] = {Layout == affine_layout::halves ? a1 : a2, Layout == affine_layout::halves ? a2 : a1};
-    return ops::concat_channels(parts);
-  }
+  tensor_type pack(const tensor_type& a1, const tensor_type& a2) const { return detail::join_halves<Layout>(a1, a2); }
   static void check_inner(const tensor_type& raw, const tensor_type& t, const tensor_type& x2) {
     check<shape_error>(raw.shape() == x2.shape(), "rev::Affine<S,T>: S(x1) has extents ", raw.shape(), ", expected ",
                        x2.shape(), " (those of x2)");

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "rev/core/tensor.hpp"
+#include "rev/coupling/affine_scale.hpp"
 #include "rev/cpu.hpp"
 #include "rev/ops/channels.hpp"
 #include "rev/ops/elementwise.hpp"
@@ -46,8 +47,9 @@ struct affine_merge {
   static constexpr int transform_channels(int c) { return c < 0 ? c : 2 * c; }
   static constexpr double alpha = Alpha;
 
-  static double log_scale(double raw) { return alpha * (2 / std::numbers::pi) * std::atan(raw / alpha); }
-  static double dlog_scale(double raw) { return (2 / std::numbers::pi) / (1 + (raw / alpha) * (raw / alpha)); }
+  inline static const affine_scale::exp_clamped clamp{alpha};
+  static double log_scale(double raw) { return clamp.log_scale(raw); }
+  static double dlog_scale(double raw) { return clamp.dlog_scale(raw); }
 
   template <class T>
   static Tensor<T> combine(const Tensor<T>& x, const Tensor<T>& f) {

@@ -293,17 +293,11 @@ class Silo {
 
   template <class Fn>
   void for_each_down(Fn&& fn) {
-    [&]<std::size_t... K>(std::index_sequence<K...>) {
-      (fn(std::get<K>(down_), std::integral_constant<std::size_t, K>{}), ...);
-    }
-    (std::make_index_sequence<P::count>{});
+    for_each_index<P::count>([&](auto k) { fn(std::get<k>(down_), k); });
   }
   template <class Fn>
   void for_each_up(Fn&& fn) {
-    [&]<std::size_t... K>(std::index_sequence<K...>) {
-      (fn(std::get<K>(up_), std::integral_constant<std::size_t, K>{}), ...);
-    }
-    (std::make_index_sequence<P::count>{});
+    for_each_index<P::count>([&](auto k) { fn(std::get<k>(up_), k); });
   }
   // The transforms into one level j, in summation order.
   template <class Fn>

@@ -21,6 +21,20 @@
 
 namespace rev {
 
+/// Named in the compile error of a Cascade whose junction J does not fit (J joins blocks J, J + 1).
+template <int J>
+struct Cascade_junction {
+  template <class Returned>
+  struct block_returns {
+    template <class Taken>
+    struct next_block_takes;
+  };
+};
+namespace detail {
+template <int J, class Returned, class Taken>
+using cascade_report = typename Cascade_junction<J>::template block_returns<Returned>::template next_block_takes<Taken>;
+}  // namespace detail
+
 template <class... Blocks>
 class Cascade {
   static constexpr std::size_t n = sizeof...(Blocks);
@@ -30,9 +44,9 @@ class Cascade {
   static_assert(((std::same_as<input_t<Blocks>, typename first::tensor_type> &&
                   std::same_as<output_t<Blocks>, typename first::tensor_type>)&&...),
                 "rev::Cascade<B...>: every block takes and returns one tensor of one element type and backend");
-  // B_{i+1} takes what B_i returns (plus level i + 1, of the same signature).
-  static_assert(first_junction_mismatch<Blocks...>() < 0,
-                "rev::Cascade<B...>: a block does not take what the block before it returns");
+  // B_{i+1} takes what B_i returns (plus level i + 1, of the same signature): an error naming
+  // the junction otherwise.
+  static_assert(sizeof(typename decltype(junction_check<detail::cascade_report, Blocks...>())::type) > 0);
 
  public:
   using value_type = typename first::value_type;

@@ -221,19 +221,8 @@ struct Repeat_block_returns {
 };
 
 namespace detail {
-// signatures_fit, or (an incomplete type) the first junction of a Chain that does not fit.
-template <class... S>
-constexpr auto chain_junction_check() {
-  constexpr int j = first_junction_mismatch<S...>();
-  if constexpr (j >= 0) {
-    constexpr auto returned = returned_by<j, S...>(sequence_in_signature<S...>());
-    constexpr auto taken = in_signature_of<nth_block<j + 1, S...>>();
-    return std::type_identity<typename Chain_junction<j>::template block_returns<
-        signature_name_t<returned>>::template next_block_takes<signature_name_t<taken>>>{};
-  } else {
-    return std::type_identity<signatures_fit>{};
-  }
-}
+template <int J, class Returned, class Taken>
+using chain_report = typename Chain_junction<J>::template block_returns<Returned>::template next_block_takes<Taken>;
 // signatures_fit, or (an incomplete type) what a Repeat's block returns and takes.
 template <class Block>
 constexpr auto repeat_check() {
@@ -251,7 +240,7 @@ class Chain {
   static_assert(sizeof...(S) > 0, "rev::Chain<S...>: needs at least one block");
   static_assert((checked_block<S>() && ...));
   // A junction that does not fit makes this an error naming it (sizeof of an incomplete type).
-  static_assert(sizeof(typename decltype(detail::chain_junction_check<S...>())::type) > 0);
+  static_assert(sizeof(typename decltype(junction_check<detail::chain_report, S...>())::type) > 0);
   static_assert(detail::same_state_types<S...>(),
                 "rev::Chain<S...>: a block returns another element type or backend than the next block takes");
   using tuple = std::tuple<S...>;

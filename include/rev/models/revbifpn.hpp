@@ -164,7 +164,7 @@ using rev_mbconv = Named<"xform_0_1", nn::MBConv<Cfg::c[S] / 2, Cfg::c[S] / 2,
                                                                  .drop_path = layer_drop<Cfg>(L)},
                                                  T, B>>;
 template <class Cfg, int S, int L, Scalar T, class B>
-using RevBlock = Additive<rev_mbconv<Cfg, S, L, T, B>, rev_mbconv<Cfg, S, L, T, B>, additive_layout::halves_swapped>;
+using RevBlock = Additive<rev_mbconv<Cfg, S, L, T, B>, rev_mbconv<Cfg, S, L, T, B>, coupling_layout::halves_swapped>;
 
 /// The stem (§3.2): SpaceToDepth(4) in RevBiFPN's channel order, as a one-level pyramid.
 template <Scalar T, class B>

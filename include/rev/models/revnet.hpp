@@ -112,7 +112,7 @@ using residual = typename std::conditional_t<K == block::basic, basic_fn<In, Out
 /// The reversible unit of a stage with C channels: Additive over the channel halves.
 template <block K, int C, Scalar T>
 using Unit =
-    Additive<residual<K, C / 2, C / 2, 1, true, T>, residual<K, C / 2, C / 2, 1, true, T>, additive_layout::halves>;
+    Additive<residual<K, C / 2, C / 2, 1, true, T>, residual<K, C / 2, C / 2, 1, true, T>, coupling_layout::halves>;
 
 /// The shortcut of a half in the first unit of a stage (§2.2), In / 2 -> Out / 2 channels at
 /// stride S: basic, average pooling k = S then (Out - In) / 4 zero channels before and after;
@@ -136,7 +136,7 @@ struct shortcut_of {
 /// reversible tape), an Additive coupling where it is.
 template <block K, int In, int Out, int S, bool Preact, Scalar T>
 using Transition = Additive<residual<K, In / 2, Out / 2, S, Preact, T>, residual<K, Out / 2, Out / 2, 1, true, T>,
-                            additive_layout::halves, typename shortcut_of<K, In, Out, S, T>::type>;
+                            coupling_layout::halves, typename shortcut_of<K, In, Out, S, T>::type>;
 
 /// Stem (§2.2, CIFAR): 3x3 conv (no bias) -> BN -> ReLU.
 template <int C, Scalar T>

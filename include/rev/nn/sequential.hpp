@@ -30,26 +30,16 @@ struct Sequential_junction {
 };
 
 namespace detail {
-// signatures_fit, or (an incomplete type) the first junction of a Sequential that does not fit.
-template <class... L>
-constexpr auto layer_junction_check() {
-  constexpr int j = first_junction_mismatch<L...>();
-  if constexpr (j >= 0) {
-    constexpr auto returned = rev::detail::returned_by<j, L...>(sequence_in_signature<L...>());
-    constexpr auto taken = in_signature_of<rev::detail::nth_block<j + 1, L...>>();
-    return std::type_identity<typename Sequential_junction<j>::template layer_returns<
-        signature_name_t<returned>>::template next_layer_takes<signature_name_t<taken>>>{};
-  } else {
-    return std::type_identity<signatures_fit>{};
-  }
-}
+template <int J, class Returned, class Taken>
+using sequential_report =
+    typename Sequential_junction<J>::template layer_returns<Returned>::template next_layer_takes<Taken>;
 }  // namespace detail
 
 template <class... L>
 class Sequential {
   static_assert(sizeof...(L) > 0, "rev::nn::Sequential<L...>: needs at least one layer");
   // A junction that does not fit makes this an error naming it (sizeof of an incomplete type).
-  static_assert(sizeof(typename decltype(detail::layer_junction_check<L...>())::type) > 0);
+  static_assert(sizeof(typename decltype(junction_check<detail::sequential_report, L...>())::type) > 0);
   using first = std::tuple_element_t<0, std::tuple<L...>>;
 
  public:
@@ -94,10 +84,7 @@ class Sequential {
   template <class Step>
   tensor_type run(const tensor_type& x, Step&& step) {
     tensor_type v = x;
-    [&]<std::size_t... I>(std::index_sequence<I...>) {
-      ((v = step(std::get<I>(layers_), v, std::integral_constant<std::size_t, I>{})), ...);
-    }
-    (std::index_sequence_for<L...>{});
+    for_each_index<sizeof...(L)>([&](auto i) { v = step(std::get<i>(layers_), v, i); });
     return v;
   }
   template <std::size_t I>
@@ -108,8 +95,7 @@ class Sequential {
   }
   template <class F>
   void each(F&& f) {
-    [&]<std::size_t... I>(std::index_sequence<I...>) { (f(std::get<I>(layers_), I), ...); }
-    (std::index_sequence_for<L...>{});
+    for_each_index<sizeof...(L)>([&](auto i) { f(std::get<i>(layers_), i); });
   }
 
   std::tuple<L...> layers_;
