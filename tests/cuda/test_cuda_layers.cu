@@ -98,6 +98,12 @@ using additive = rev::Additive<F<B>, F<B>>;
 
 }  // namespace
 
+// One architecture, bound to the GPU in one place.
+using GpuNet = rev::model<rev::Chain<rev::nn::Conv2d<3, 8>, rev::nn::ReLU<>>, float, rev::cuda>;
+static_assert(std::is_same_v<GpuNet::backend, rev::cuda>);
+static_assert(std::is_same_v<std::remove_reference_t<decltype(std::declval<GpuNet&>().get<1>())>,
+                             rev::nn::ReLU<float, rev::cuda>>);
+
 TEST_CASE("cuda layers: forward, input and parameter gradients equal the CPU layer's") {
   check<conv>("Conv2d, groups 2, stride 2", {2, 4, 9, 7});
   check<batch_norm>("BatchNorm2d", {3, 5, 5, 3});

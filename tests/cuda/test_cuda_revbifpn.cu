@@ -42,6 +42,10 @@ struct step_result {
 
 }  // namespace
 
+// The model bound to the GPU in one place.
+static_assert(std::is_same_v<rev::model<rev::models::RevBiFPN<rev::models::revbifpn::S0>, float, rev::cuda>,
+                             rev::models::RevBiFPN<rev::models::revbifpn::S0, float, rev::cuda>>);
+
 TEST_CASE("cuda: RevBiFPN-S0 golden parity with the official model (both modes)") {
   if (!have_golden()) {
     MESSAGE("skipped: no golden data at ", golden);

@@ -39,9 +39,6 @@ double total(const Tensor<double>& t) {
 
 }  // namespace
 
-static_assert(numbered_key<"rev_transform_", 0>().view() == "rev_transform_0");
-static_assert(numbered_key<"level", 12>().view() == "level12");
-
 TEST_CASE("PerLevel: a coupling per level is a coupling; inverse and reversible backward match stored backward") {
   using Group = PerLevel<NamedAt<"rev_transform_", 0, Rev<4>>, NamedAt<"rev_transform_", 1, Rev<8>>>;
   static_assert(Coupling<Group>);

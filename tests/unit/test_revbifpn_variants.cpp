@@ -7,6 +7,10 @@ using namespace rev;
 using models::RevBiFPN;
 namespace rb = models::revbifpn;
 
+// The models rebind as a whole: rev::model<RevBiFPN<S0>, double> is RevBiFPN<S0, double>.
+static_assert(std::same_as<model<models::RevBiFPN<models::revbifpn::S0>, double>,
+                           models::RevBiFPN<models::revbifpn::S0, double>>);
+
 TEST_CASE("RevBiFPN-S1: image gradient through the stacked channels matches finite differences (float64)") {
   RevBiFPN<rb::S1, double> net(0.0);
   CHECK(parameter_count(net) == 5112300);

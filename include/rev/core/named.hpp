@@ -22,26 +22,9 @@ namespace rev {
 template <std::size_t N>
 struct fixed_string {
   char chars[N] = {};
-  constexpr fixed_string() = default;
   constexpr fixed_string(const char (&s)[N]) { std::copy_n(s, N, chars); }
   constexpr std::string_view view() const { return {chars, N - 1}; }
 };
-
-namespace detail {
-constexpr std::size_t decimal_digits(std::size_t i) { return i < 10 ? 1 : 1 + decimal_digits(i / 10); }
-}  // namespace detail
-
-/// Prefix followed by the decimal digits of I: numbered_key<"rev_transform_", 2>() is
-/// "rev_transform_2", for blocks named by their position under another pattern than "<i>".
-template <fixed_string Prefix, std::size_t I>
-constexpr auto numbered_key() {
-  constexpr std::size_t p = Prefix.view().size(), d = detail::decimal_digits(I);
-  fixed_string<p + d + 1> key;
-  std::copy_n(Prefix.chars, p, key.chars);
-  std::size_t i = I;
-  for (std::size_t k = 0; k < d; ++k, i /= 10) key.chars[p + d - 1 - k] = static_cast<char>('0' + i % 10);
-  return key;
-}
 
 template <fixed_string Key, class L>
 class Named : public L {
@@ -49,6 +32,8 @@ class Named : public L {
                 "rev::Named<Key, L>: the key must be a non-empty name without '.'");
 
  public:
+  template <class T2, class B2>
+  using rebind = Named<Key, rebind_t<L, T2, B2>>;
   /// The key this block is named by (read by containers, see child_prefix).
   static constexpr std::string_view key = Key.view();
 
@@ -70,9 +55,29 @@ class Named : public L {
   const L& inner() const { return *this; }
 };
 
-/// Block L named Prefix followed by I: NamedAt<"recomp_transform_", 3, L> is
-/// Named<"recomp_transform_3", L>.
+/// Block L under the key Prefix followed by the digits of I: NamedAt<"recomp_transform_", 3, L>
+/// is named "recomp_transform_3", for blocks named by their position under another pattern than
+/// "<i>". Like Named, it is L in every other respect.
 template <fixed_string Prefix, std::size_t I, class L>
-using NamedAt = Named<numbered_key<Prefix, I>(), L>;
+class NamedAt : public L {
+ public:
+  template <class T2, class B2>
+  using rebind = NamedAt<Prefix, I, rebind_t<L, T2, B2>>;
+  /// The key this block is named by (read by containers, see child_prefix).
+  static inline const std::string key = std::string(Prefix.view()) + std::to_string(I);
+
+  using L::L;
+  NamedAt() = default;
+  explicit NamedAt(L inner) : L(std::move(inner)) {}
+
+  template <class V>
+  void for_each_parameter(V&& v, const std::string& prefix = "") {
+    L::for_each_parameter(v, join_name(prefix, key));
+  }
+  template <class V>
+  void for_each_buffer(V&& v, const std::string& prefix = "") {
+    L::for_each_buffer(v, join_name(prefix, key));
+  }
+};
 
 }  // namespace rev

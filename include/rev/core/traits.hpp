@@ -74,6 +74,35 @@ using output_t = typename state_types<L>::output;
 template <Scalar T, int N, class B = cpu>
 using Tensors = std::array<Tensor<T, B>, N>;
 
+/// A block declares how it is rebound to another element type and backend:
+///   template <class T2, class B2> using rebind = Conv2d<In, Out, O, T2, B2>;
+/// containers and couplings rebind their blocks. A block whose rebind to its own element type
+/// and backend is not itself (a rebind inherited from a base class) keeps its type.
+template <class L>
+concept Rebindable = requires {
+  typename L::template rebind<typename L::value_type, typename L::backend>;
+  requires std::same_as<typename L::template rebind<typename L::value_type, typename L::backend>, L>;
+};
+template <class L, class T, class B>
+struct rebind_block {
+  using type = L;
+};
+template <Rebindable L, class T, class B>
+struct rebind_block<L, T, B> {
+  using type = typename L::template rebind<T, B>;
+};
+/// L with every layer inside it over element type T on backend B.
+template <class L, class T, class B>
+using rebind_t = typename rebind_block<L, T, B>::type;
+
+/// An architecture written once, without its element type and backend (its layers take the
+/// defaults, float on rev::cpu), bound to both in one place:
+///   using Spec = rev::Chain<rev::nn::Conv2d<3, 16>, rev::Repeat<8, rev::Additive<F, F>>>;
+///   rev::model<Spec, double> net;               // every layer in double
+///   rev::model<Spec, float, rev::cuda> gpu_net;  // every layer on the GPU
+template <class Spec, Scalar T = float, class B = cpu>
+using model = rebind_t<Spec, T, B>;
+
 /// Calls f(std::integral_constant<std::size_t, I>{}) for I = 0, ..., N - 1 in order: the
 /// compile-time loop over the blocks of a tuple (f reads I as a constant: std::get<I>(t)).
 template <std::size_t N, class F>

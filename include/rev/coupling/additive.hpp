@@ -91,6 +91,8 @@ class Additive {
                                                                 has_shortcut>())::type) > 0);
 
  public:
+  template <class T2, class B2>
+  using rebind = Additive<rebind_t<F, T2, B2>, rebind_t<G, T2, B2>, Layout, rebind_t<Shortcut, T2, B2>>;
   using value_type = typename F::value_type;
   using backend = typename F::backend;
   static constexpr bool is_coupling = !has_shortcut;

@@ -144,6 +144,8 @@ class Affine {
                 "the same count (S::in_channels == S::out_channels == T::in_channels == T::out_channels == C/2)");
 
  public:
+  template <class T2, class B2>
+  using rebind = Affine<rebind_t<S, T2, B2>, rebind_t<T, T2, B2>, Scale, Layout>;
   using value_type = typename S::value_type;
   using backend = typename S::backend;
   static constexpr bool is_coupling = true;

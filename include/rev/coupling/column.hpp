@@ -96,6 +96,15 @@ constexpr auto column_check() {
 }
 }  // namespace detail
 
+namespace detail {
+// The fusions Fuse<l> of a column, rebound to element type T2 and backend B2.
+template <template <int> class Fuse, class T2, class B2>
+struct rebound_fuse {
+  template <int L>
+  using type = rebind_t<Fuse<L>, T2, B2>;
+};
+}  // namespace detail
+
 template <int M, template <int> class Fuse>
 class Column {
   static_assert(M >= 1, "rev::Column<M,Fuse>: needs at least one level");
@@ -114,6 +123,10 @@ class Column {
  public:
   using value_type = typename Fuse<0>::value_type;
   using backend = typename Fuse<0>::backend;
+  // Itself for its own element type and backend (an alias of Fuse is another template).
+  template <class T2, class B2>
+  using rebind = std::conditional_t<std::same_as<T2, value_type> && std::same_as<B2, backend>, Column,
+                                    Column<M, detail::rebound_fuse<Fuse, T2, B2>::template type>>;
   static constexpr bool is_coupling = true;
   static_assert(std::same_as<backend, cpu>,
                 "rev::Column<M,Fuse>: CPU-only for now (its levels are host tensors); Fuse<l> must run on rev::cpu");

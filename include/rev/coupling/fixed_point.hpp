@@ -2,7 +2,7 @@
 //
 //   y = x + g(x),   g contractive (Lip(g) < 1, e.g. spectrally normalised convolutions, nn::SNConv2d);
 //
-// inverted by the fixed-point iteration (Banach; RevUp's Algorithm 1, specs/revup-revnet.md §1.5)
+// inverted by the fixed-point iteration (Banach; RevUp's Algorithm 1)
 //
 //   x^0 = y,   x^{n+1} = y - g(x^n),   ||x - x^n|| <= Lip(g)^n ||g(x)||,
 //
@@ -53,6 +53,8 @@ class FixedPointResidual {
                 "rev::FixedPointResidual<G>: g must keep the channel count (G::in_channels == G::out_channels)");
 
  public:
+  template <class T2, class B2>
+  using rebind = FixedPointResidual<rebind_t<G, T2, B2>>;
   using value_type = typename G::value_type;
   using backend = typename G::backend;
   static constexpr bool is_coupling = true;

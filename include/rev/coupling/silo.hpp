@@ -151,6 +151,15 @@ enum class silo_kind {
 /// Levels: rev::levels<c_0, ..., c_{n-1}>; F<i, j> and G<i, j>: the transform types.
 /// Parameters are named as in the official RevBiFPN: F_{i->j} under "f.xform_<i>_<j>" and
 /// G_{i->j} under "g.xform_<n-1-i>_<n-1-j>" (its up half runs the down code on reversed levels).
+namespace detail {
+// The transforms F<i, j> of a silo, rebound to element type T2 and backend B2.
+template <template <int, int> class F, class T2, class B2>
+struct rebound_transform {
+  template <int I, int J>
+  using type = rebind_t<F<I, J>, T2, B2>;
+};
+}  // namespace detail
+
 template <class Levels, template <int, int> class F, template <int, int> class G, silo_kind Kind = silo_kind::same,
           class Merge = additive_merge>
 class Silo {
@@ -179,6 +188,11 @@ class Silo {
  public:
   using value_type = typename any_transform::value_type;
   using backend = typename any_transform::backend;
+  // Itself for its own element type and backend (an alias of F is another template than F).
+  template <class T2, class B2>
+  using rebind = std::conditional_t<std::same_as<T2, value_type> && std::same_as<B2, backend>, Silo,
+                                    Silo<Levels, detail::rebound_transform<F, T2, B2>::template type,
+                                         detail::rebound_transform<G, T2, B2>::template type, Kind, Merge>>;
   static constexpr bool is_coupling = true;
   using tensor_type = Tensor<value_type, backend>;
   using input_type = Tensors<value_type, n_in, backend>;

@@ -26,7 +26,7 @@ void dispatch_factor(int factor, Fn&& fn) {
   }
 }
 
-// Bilinear taps along one axis of length n, up-sampled by f (revbifpn.md §5.2): output o reads
+// Bilinear taps along one axis of length n, up-sampled by f (PyTorch's align_corners = false): output o reads
 // u = max((o + 0.5)/f - 0.5, 0), i0 = floor(u), i1 = min(i0 + 1, n - 1), weight u - i0 on i1.
 // Grouped by cell: output o = f*i + h + r (h = floor(f/2), 0 <= r < f) has i0 = i, i1 = i + 1 and
 // weight w_r = (h + r + 0.5)/f - 0.5 for i + 1 < n; the first h outputs have u clamped to 0 and

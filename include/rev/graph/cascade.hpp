@@ -49,6 +49,8 @@ class Cascade {
   static_assert(sizeof(typename decltype(junction_check<detail::cascade_report, Blocks...>())::type) > 0);
 
  public:
+  template <class T2, class B2>
+  using rebind = Cascade<rebind_t<Blocks, T2, B2>...>;
   using value_type = typename first::value_type;
   using backend = typename first::backend;
   using tensor_type = Tensor<value_type, backend>;

@@ -249,6 +249,8 @@ class Chain {
   using last = std::tuple_element_t<n - 1, tuple>;
 
  public:
+  template <class T2, class B2>
+  using rebind = Chain<rebind_t<S, T2, B2>...>;
   using value_type = typename first::value_type;
   using backend = typename first::backend;
   using tensor_type = Tensor<value_type, backend>;
@@ -377,6 +379,8 @@ class Repeat {
                 "rev::Repeat<N,Block>: Block returns another element type or backend than it takes");
 
  public:
+  template <class T2, class B2>
+  using rebind = Repeat<N, rebind_t<Block, T2, B2>>;
   using value_type = typename Block::value_type;
   using backend = typename Block::backend;
   using tensor_type = Tensor<value_type, backend>;

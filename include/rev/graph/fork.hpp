@@ -20,6 +20,8 @@ class Fork : public layer_types<T, B>, public no_parameters {
   static_assert(N >= 1, "rev::Fork<N>: N must be positive");
 
  public:
+  template <Scalar T2, class B2>
+  using rebind = Fork<N, T2, B2>;
   static constexpr bool is_coupling = true;
   using tensor_type = Tensor<T, B>;
   using input_type = tensor_type;

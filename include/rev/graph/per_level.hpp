@@ -31,6 +31,8 @@ class PerLevel {
   static_assert((checked_coupling<Blocks>() && ...));
 
  public:
+  template <class T2, class B2>
+  using rebind = PerLevel<rebind_t<Blocks, T2, B2>...>;
   using value_type = typename first::value_type;
   using backend = typename first::backend;
   using tensor_type = Tensor<value_type, backend>;

@@ -45,6 +45,8 @@ class Residual {
   static constexpr int axis = returned[0].layouts == layout::map ? 1 : -1;
 
  public:
+  template <class T2, class B2>
+  using rebind = Residual<rebind_t<L, T2, B2>, O>;
   using value_type = typename L::value_type;
   using backend = typename L::backend;
   using tensor_type = Tensor<value_type, backend>;

@@ -34,6 +34,8 @@ class Tap {
                 "rev::Tap<Head>: the head takes one tensor (the main path's state)");
 
  public:
+  template <class T2, class B2>
+  using rebind = Tap<rebind_t<Head, T2, B2>>;
   using value_type = typename Head::value_type;
   using backend = typename Head::backend;
   using tensor_type = Tensor<value_type, backend>;

@@ -194,35 +194,50 @@ struct fusions {
                            nn::UpsampleBilinear<pow2(I - J), T, B>>;
 };
 
+template <class Cfg, class Seq>
+struct levels_of;
 template <class Cfg, std::size_t... S>
-auto levels_of(std::index_sequence<S...>) -> levels<Cfg::c[S]...>;
+struct levels_of<Cfg, std::index_sequence<S...>> {
+  using type = levels<Cfg::c[S]...>;
+};
 
 /// A RevBlock group of layer L (§4.4): one RevBlock per existing scale s, named
 /// "rev_transform_<s>".
+template <class Cfg, int L, Scalar T, class B, class Seq>
+struct group_of;
 template <class Cfg, int L, Scalar T, class B, std::size_t... S>
-auto group_of(std::index_sequence<S...>) -> PerLevel<NamedAt<"rev_transform_", S, RevBlock<Cfg, int(S), L, T, B>>...>;
+struct group_of<Cfg, L, T, B, std::index_sequence<S...>> {
+  using type = PerLevel<NamedAt<"rev_transform_", S, RevBlock<Cfg, static_cast<int>(S), L, T, B>>...>;
+};
 
 /// Layer L = 1..3+d (§6): two RevBlock groups on the existing scales, then the silo.
 template <class Cfg, int L, Scalar T, class B>
 struct layer_blocks {
   static constexpr int existing = std::min(L, scales), after = std::min(L + 1, scales);
-  using group = decltype(group_of<Cfg, L, T, B>(std::make_index_sequence<existing>{}));
-  using silo = Silo<decltype(levels_of<Cfg>(std::make_index_sequence<after>{})), fusions<Cfg, L, T, B>::template F,
+  using group = typename group_of<Cfg, L, T, B, std::make_index_sequence<existing>>::type;
+  using silo = Silo<typename levels_of<Cfg, std::make_index_sequence<after>>::type, fusions<Cfg, L, T, B>::template F,
                     fusions<Cfg, L, T, B>::template G, (L < scales ? silo_kind::grows : silo_kind::same)>;
   using type = std::tuple<group, group, silo>;
 };
 
+template <class Tuple>
+struct chain_of;
 template <class... S>
-auto chain_of(std::tuple<S...>*) -> Chain<S...>;
+struct chain_of<std::tuple<S...>> {
+  using type = Chain<S...>;
+};
+template <class Cfg, Scalar T, class B, class Seq>
+struct backbone_of;
 template <class Cfg, Scalar T, class B, std::size_t... L>
-auto backbone_of(std::index_sequence<L...>) -> decltype(chain_of(
-    static_cast<decltype(std::tuple_cat(
-        std::declval<std::tuple<Stem<T, B>>>(),
-        std::declval<typename layer_blocks<Cfg, static_cast<int>(L) + 1, T, B>::type>()...))*>(nullptr)));
+struct backbone_of<Cfg, T, B, std::index_sequence<L...>> {
+  using type = typename chain_of<decltype(std::tuple_cat(
+      std::declval<std::tuple<Stem<T, B>>>(),
+      std::declval<typename layer_blocks<Cfg, static_cast<int>(L) + 1, T, B>::type>()...))>::type;
+};
 
 /// The whole reversible backbone: the stem and 3L blocks, rev_stack.0 .. rev_stack.<3L> (§6).
 template <class Cfg, Scalar T, class B>
-using Backbone = decltype(backbone_of<Cfg, T, B>(std::make_index_sequence<layers<Cfg>>{}));
+using Backbone = typename backbone_of<Cfg, T, B, std::make_index_sequence<layers<Cfg>>>::type;
 
 /// The neck (§7): per scale an MBConv c_s -> h_s, named "recomp_transform_<s>".
 template <class Cfg, int S, Scalar T, class B>
@@ -230,10 +245,14 @@ using neck_block =
     NamedAt<"recomp_transform_", S,
             nn::MBConv<Cfg::c[S], Cfg::h[S],
                        nn::mbconv_opts{.expand = neck_expand[S], .kernel = neck_kernel, .se_ratio = neck_se[S]}, T, B>>;
+template <class Cfg, Scalar T, class B, class Seq>
+struct neck_of;
 template <class Cfg, Scalar T, class B, std::size_t... S>
-auto neck_of(std::index_sequence<S...>) -> PerLevel<neck_block<Cfg, S, T, B>...>;
+struct neck_of<Cfg, T, B, std::index_sequence<S...>> {
+  using type = PerLevel<neck_block<Cfg, static_cast<int>(S), T, B>...>;
+};
 template <class Cfg, Scalar T, class B>
-using Neck = decltype(neck_of<Cfg, T, B>(std::make_index_sequence<scales>{}));
+using Neck = typename neck_of<Cfg, T, B, std::make_index_sequence<scales>>::type;
 
 /// The classification head (§7): t = N_0; t = N_{i+1} + PH_i(t) for i = 0, 1, 2 (a Cascade of
 /// the pyramid heads PH_i, strided MBConvs h_i -> h_{i+1}); then hswish(BN(conv1x1)), global
@@ -273,6 +292,8 @@ class RevBiFPN : public revbifpn::Network<Cfg, T, B> {
   using network_type = revbifpn::Network<Cfg, T, B>;
 
  public:
+  template <Scalar T2, class B2>
+  using rebind = RevBiFPN<Cfg, T2, B2>;
   using value_type = T;
   using backend = B;
   using tensor_type = Tensor<T, B>;
@@ -285,9 +306,7 @@ class RevBiFPN : public revbifpn::Network<Cfg, T, B> {
 
   /// Weights initialised as in §12 from rev::default_generator(); head_dropout defaults to the
   /// variant's rate (§2).
-  explicit RevBiFPN(double head_dropout = Cfg::head_dropout)
-      : network_type({}, {}, {},
-                     Named<"head", revbifpn::Head<Cfg, T, B>>({}, {}, {}, {}, nn::Dropout<T, B>(head_dropout), {})) {}
+  explicit RevBiFPN(double head_dropout = Cfg::head_dropout) { head().template get<4>().set_p(head_dropout); }
 
   static std::string name() { return std::string("rev::models::RevBiFPN<") + Cfg::name + ">"; }
 

@@ -172,6 +172,8 @@ class RevNet : public revnet::Network<Cfg, T> {
   using network_type = revnet::Network<Cfg, T>;
 
  public:
+  template <Scalar T2, class B2>
+  using rebind = std::enable_if_t<std::same_as<B2, cpu>, RevNet<Cfg, T2>>;  // CPU only
   using value_type = T;
   using backend = cpu;
   using tensor_type = Tensor<T>;

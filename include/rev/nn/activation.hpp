@@ -11,6 +11,8 @@ namespace rev::nn {
 template <class A, Scalar T = float, class B = cpu>
 class Activation : public layer_types<T, B>, public no_parameters {
  public:
+  template <Scalar T2, class B2>
+  using rebind = Activation<A, T2, B2>;
   using tensor_type = Tensor<T, B>;
   struct cache {
     tensor_type x;

@@ -1,6 +1,5 @@
-// Multi-head self-attention as a layer, with the timm / minREV parameter names
-// (../shared/specs/revvit.md §1.4): a packed projection "qkv" (Linear Dim -> 3*Dim; outputs
-// 0..Dim-1 are q, Dim..2*Dim-1 are k, the rest v; head h takes columns h*d..(h+1)*d - 1 of each),
+// Multi-head self-attention as a layer, with the timm / minREV parameter names: a packed projection "qkv" (Linear Dim
+// -> 3*Dim; outputs 0..Dim-1 are q, Dim..2*Dim-1 are k, the rest v; head h takes columns h*d..(h+1)*d - 1 of each),
 // scaled dot-product attention per head with scale 1/sqrt(d), heads concatenated in order, and
 // an output projection "proj" (Linear Dim -> Dim). Both projections have biases.
 #pragma once
@@ -24,6 +23,8 @@ class MultiHeadAttention : public layer_types<T, B> {
                 "rev::nn::MultiHeadAttention<Dim,Heads>: Dim must be a positive multiple of Heads");
 
  public:
+  template <Scalar T2, class B2>
+  using rebind = MultiHeadAttention<Dim, Heads, T2, B2>;
   using tensor_type = Tensor<T, B>;
   using param_type = Param<T, B>;
   static constexpr int in_features = Dim, out_features = Dim, heads = Heads, head_dim = Dim / Heads;

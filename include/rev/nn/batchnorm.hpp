@@ -33,6 +33,8 @@ class BatchNorm2d : public layer_types<T, B> {
                 "rev::nn::BatchNorm2d: bn_opts needs eps >= 0 and momentum in [0, 1]");
 
  public:
+  template <Scalar T2, class B2>
+  using rebind = BatchNorm2d<C, O, T2, B2>;
   using tensor_type = Tensor<T, B>;
   using param_type = Param<T, B>;
   static constexpr int in_channels = C, out_channels = C;

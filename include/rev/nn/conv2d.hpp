@@ -35,6 +35,8 @@ class Conv2d : public layer_types<T, B> {
   static_assert(Out % O.groups == 0, "rev::nn::Conv2d<In,Out,opts>: groups must divide Out");
 
  public:
+  template <Scalar T2, class B2>
+  using rebind = Conv2d<In, Out, O, T2, B2>;
   using tensor_type = Tensor<T, B>;
   using param_type = Param<T, B>;
   static constexpr int in_channels = In, out_channels = Out;

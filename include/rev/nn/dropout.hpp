@@ -6,8 +6,7 @@
 //   eval       the identity (a copy of x); so is p = 0 in every phase, without a draw
 // count is the number of elements (Dropout) or of samples (DropPath). Only the last train-phase
 // draw is kept, so a layer object serves one call site of one forward pass. set_state() lets
-// two layers share a mask (SlowFast's Rev-ViT blocks use one drop-path mask for F and G,
-// ../shared/specs/revvit.md §2.4).
+// two layers share a mask (SlowFast's Rev-ViT blocks use one drop-path mask for F and G).
 #pragma once
 
 #include <cstdint>
@@ -34,6 +33,11 @@ class drop_layer : public layer_types<T, B>, public no_parameters {
   explicit drop_layer(double p, const char* who) : p_(p), who_(who) { ops::detail::check_drop_probability(p, who); }
 
   double p() const { return p_; }
+  /// Changes the probability (as assigning a PyTorch module's p).
+  void set_p(double p) {
+    ops::detail::check_drop_probability(p, who_);
+    p_ = p;
+  }
   /// The rng_state of the last train-phase forward (what the recompute phase replays).
   rng_state state() const { return state_; }
   /// Makes the recompute phase replay `s` for inputs whose draw takes `count` numbers.
@@ -134,7 +138,10 @@ struct sample_count {
 template <Scalar T = float, class B = cpu>
 class Dropout : public detail::drop_layer<T, B, detail::dropout_op, detail::element_count> {
  public:
-  explicit Dropout(double p)
+  template <Scalar T2, class B2>
+  using rebind = Dropout<T2, B2>;
+  /// p = 0.5 by default, as PyTorch's nn.Dropout.
+  explicit Dropout(double p = 0.5)
       : detail::drop_layer<T, B, detail::dropout_op, detail::element_count>(p, "rev::nn::Dropout") {}
 };
 
@@ -143,6 +150,8 @@ class Dropout : public detail::drop_layer<T, B, detail::dropout_op, detail::elem
 template <Scalar T = float, class B = cpu>
 class DropPath : public detail::drop_layer<T, B, detail::drop_path_op, detail::sample_count> {
  public:
+  template <Scalar T2, class B2>
+  using rebind = DropPath<T2, B2>;
   explicit DropPath(double p)
       : detail::drop_layer<T, B, detail::drop_path_op, detail::sample_count>(p, "rev::nn::DropPath") {}
 };

@@ -10,6 +10,8 @@ namespace rev::nn {
 template <Scalar T = float, class B = cpu>
 class Flatten : public layer_types<T, B>, public no_parameters {
  public:
+  template <Scalar T2, class B2>
+  using rebind = Flatten<T2, B2>;
   using tensor_type = Tensor<T, B>;
   /// A flat [N, D] whose width is known only at run time (D = C * H * W of a map).
   static constexpr signature<1> out_signature(const signature<1>&) { return {{{layout::flat, any_channels}}}; }

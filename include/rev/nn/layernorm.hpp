@@ -1,6 +1,6 @@
 // LayerNorm layers: LayerNorm<D> over the last extent of tokens (PyTorch's nn.LayerNorm(D)) and
 // LayerNorm2d<C> over the channels of an NCHW map at each pixel (RevCol's / ConvNeXt's
-// "channels_first" LayerNorm, ../shared/specs/revcol.md §2). Parameters "weight" (init 1) and
+// "channels_first" LayerNorm). Parameters "weight" (init 1) and
 // "bias" (init 0). Each keeps its input for backward.
 #pragma once
 
@@ -61,6 +61,8 @@ class LayerNorm : public detail::layer_norm_base<D, T, B> {
   using base = detail::layer_norm_base<D, T, B>;
 
  public:
+  template <Scalar T2, class B2>
+  using rebind = LayerNorm<D, Eps, T2, B2>;
   using typename base::cache;
   using typename base::tensor_type;
   static constexpr int in_channels = D, out_channels = D;
@@ -97,6 +99,8 @@ class LayerNorm2d : public detail::layer_norm_base<C, T, B> {
   using base = detail::layer_norm_base<C, T, B>;
 
  public:
+  template <Scalar T2, class B2>
+  using rebind = LayerNorm2d<C, Eps, T2, B2>;
   using typename base::cache;
   using typename base::tensor_type;
   static constexpr int in_channels = C, out_channels = C;

@@ -16,6 +16,8 @@ class Linear : public layer_types<T, B> {
   static_assert(In >= 1 && Out >= 1, "rev::nn::Linear<In,Out>: In and Out must be at least 1");
 
  public:
+  template <Scalar T2, class B2>
+  using rebind = Linear<In, Out, Bias, T2, B2>;
   using tensor_type = Tensor<T, B>;
   using param_type = Param<T, B>;
   static constexpr int in_features = In, out_features = Out;

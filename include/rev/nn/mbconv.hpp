@@ -1,4 +1,4 @@
-// MBConv: RevBiFPN's inverted-bottleneck block (../shared/specs/revbifpn.md §4.3), without an
+// MBConv: RevBiFPN's inverted-bottleneck block (MobileNetV2/V3's, Sandler et al. 2018), without an
 // internal residual:
 //
 //   [1x1 conv In->Mid, BN, hswish]  (only if expand != 1)
@@ -51,6 +51,10 @@ constexpr int mbconv_se(int in, const mbconv_opts& o) {
 // Conv, BatchNorm and an optional hard-swish: the official "conv"/"norm" unit (§4.1).
 template <int In, int Out, conv_opts C, bool Act, Scalar T, class B>
 struct conv_bn_act {
+  using value_type = T;
+  using backend = B;
+  template <Scalar T2, class B2>
+  using rebind = conv_bn_act<In, Out, C, Act, T2, B2>;
   using tensor_type = Tensor<T, B>;
   struct cache {
     typename Conv2d<In, Out, C, T, B>::cache conv;
@@ -102,6 +106,8 @@ struct absent {
 template <int In, int Out, mbconv_opts O = mbconv_opts{}, Scalar T = float, class B = cpu>
 class MBConv : public layer_types<T, B> {
  public:
+  template <Scalar T2, class B2>
+  using rebind = MBConv<In, Out, O, T2, B2>;
   static constexpr int in_channels = In, out_channels = Out;
   static constexpr layout in_layout = layout::map, out_layout = layout::map;
   static constexpr int mid_channels = detail::mbconv_mid(In, O.expand);

@@ -18,6 +18,8 @@ class PadChannels : public layer_types<T, B>, public no_parameters {
   static_assert(Before >= 0 && After >= 0, "rev::nn::PadChannels<Before,After>: the counts must be non-negative");
 
  public:
+  template <Scalar T2, class B2>
+  using rebind = PadChannels<Before, After, T2, B2>;
   using tensor_type = Tensor<T, B>;
   static constexpr layout in_layout = layout::map, out_layout = layout::map;
   static constexpr signature<1> out_signature(const signature<1>& reaching) {

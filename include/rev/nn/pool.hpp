@@ -12,6 +12,8 @@ namespace rev::nn {
 template <Scalar T = float, class B = cpu>
 class GlobalAvgPool : public layer_types<T, B>, public no_parameters {
  public:
+  template <Scalar T2, class B2>
+  using rebind = GlobalAvgPool<T2, B2>;
   using tensor_type = Tensor<T, B>;
   static constexpr layout in_layout = layout::map, out_layout = layout::map;  // [N, C, 1, 1]
   struct cache {
@@ -34,6 +36,8 @@ class AvgPool2d : public layer_types<T, B>, public no_parameters {
   static_assert(K >= 1, "rev::nn::AvgPool2d<K>: K must be positive");
 
  public:
+  template <Scalar T2, class B2>
+  using rebind = AvgPool2d<K, T2, B2>;
   using tensor_type = Tensor<T, B>;
   static constexpr layout in_layout = layout::map, out_layout = layout::map;
   struct cache {

@@ -1,5 +1,5 @@
-// Up-sampling layers (no parameters): bilinear, as in RevBiFPN's fusion transforms
-// (../shared/specs/revbifpn.md §5.2), and nearest, as in RevCol's up modules (revcol.md §3).
+// Up-sampling layers (no parameters): bilinear, as in RevBiFPN's fusion transforms, and nearest,
+// as in RevCol's up-sampling modules.
 #pragma once
 
 #include "rev/core/layer.hpp"
@@ -14,6 +14,8 @@ class UpsampleBilinear : public layer_types<T, B>, public no_parameters {
   static_assert(Factor >= 1, "rev::nn::UpsampleBilinear: Factor must be >= 1");
 
  public:
+  template <Scalar T2, class B2>
+  using rebind = UpsampleBilinear<Factor, T2, B2>;
   using tensor_type = Tensor<T, B>;
   struct cache {};
   static constexpr int factor = Factor;
@@ -30,6 +32,8 @@ class UpsampleNearest : public layer_types<T, B>, public no_parameters {
   static_assert(Factor >= 1, "rev::nn::UpsampleNearest: Factor must be >= 1");
 
  public:
+  template <Scalar T2, class B2>
+  using rebind = UpsampleNearest<Factor, T2, B2>;
   using tensor_type = Tensor<T, B>;
   struct cache {};
   static constexpr int factor = Factor;

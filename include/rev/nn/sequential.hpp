@@ -43,6 +43,8 @@ class Sequential {
   using first = std::tuple_element_t<0, std::tuple<L...>>;
 
  public:
+  template <class T2, class B2>
+  using rebind = Sequential<rebind_t<L, T2, B2>...>;
   using value_type = typename first::value_type;
   using backend = typename first::backend;
   using tensor_type = Tensor<value_type, backend>;

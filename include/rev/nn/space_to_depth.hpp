@@ -1,5 +1,5 @@
 // Space-to-depth as a reversible layer (no parameters): RevBiFPN's stem (block 4, revbifpn
-// order; ../shared/specs/revbifpn.md §3.2) and PyTorch's PixelUnshuffle (pixel_unshuffle order).
+// order) and PyTorch's PixelUnshuffle (pixel_unshuffle order).
 #pragma once
 
 #include "rev/core/layer.hpp"
@@ -16,6 +16,8 @@ class SpaceToDepth : public layer_types<T, B>, public no_parameters {
   static_assert(Block >= 1, "rev::nn::SpaceToDepth: Block must be >= 1");
 
  public:
+  template <Scalar T2, class B2>
+  using rebind = SpaceToDepth<Block, Order, T2, B2>;
   static constexpr bool is_coupling = true;
   using tensor_type = Tensor<T, B>;
   struct cache {};

@@ -5,7 +5,7 @@
 //
 // so that Lip(x -> conv(x; W_eff)) <= c (c = coeff, default 0.9), once the estimate has converged.
 //
-// sigma is estimated by power iteration with persistent vectors (specs/revup-revnet.md §1.4):
+// sigma is estimated by power iteration with persistent vectors (Miyato et al. 2018, Algorithm 1):
 //   v in R^{1 x In x H x W} and u in R^{1 x Out x Ho x Wo}, unit norm, kept between steps;
 //   one step per train-phase forward:  v <- normalise(W^T u),  u <- normalise(W v);
 //   sigma = <u, W v>, and the gradient flows through sigma into W (u, v held constant).
@@ -64,6 +64,8 @@ class SNConv2d : public layer_types<T, B> {
                 "host memory); use rev::cpu");
 
  public:
+  template <Scalar T2, class B2>
+  using rebind = SNConv2d<In, Out, O, T2, B2>;
   using conv_type = Conv2d<In, Out, O, T, B>;  // also checks the options
   using tensor_type = Tensor<T, B>;
   using param_type = Param<T, B>;

@@ -1,5 +1,4 @@
-// Squeeze-and-excitation (Hu et al. 2018) as in RevBiFPN's MBConv
-// (../shared/specs/revbifpn.md §4.3), for x [N, W, H, W']:
+// Squeeze-and-excitation (Hu et al. 2018) as in RevBiFPN's MBConv, for x [N, W, H, W']:
 //
 //   u = mean_{h,w}(x)                 [N, W]
 //   z1 = W1 u + b1,  s = Inner(z1)    [N, Q]   (1x1 conv W -> Q)
@@ -29,6 +28,8 @@ class SqueezeExcite : public layer_types<T, B> {
   static_assert(W > 0 && Q > 0, "rev::nn::SqueezeExcite: the channel counts W and Q must be positive");
 
  public:
+  template <Scalar T2, class B2>
+  using rebind = SqueezeExcite<W, Q, Inner, Gate, T2, B2>;
   using tensor_type = Tensor<T, B>;
   using param_type = Param<T, B>;
   static constexpr int in_channels = W, out_channels = W, squeeze_channels = Q;

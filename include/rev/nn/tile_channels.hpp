@@ -24,6 +24,8 @@ class TileChannels : public layer_types<T, B>, public no_parameters {
   static constexpr int copies = Out / In, remainder = Out % In;
 
  public:
+  template <Scalar T2, class B2>
+  using rebind = TileChannels<In, Out, T2, B2>;
   static constexpr bool is_coupling = true;
   using tensor_type = Tensor<T, B>;
   static constexpr int in_channels = In, out_channels = Out;

@@ -8,6 +8,7 @@
 
 #include "rev/core/layer.hpp"
 #include "rev/cpu.hpp"
+#include "rev/ops/pool.hpp"
 #include "rev/ops/tokens.hpp"
 
 namespace rev::nn {
@@ -16,6 +17,8 @@ namespace rev::nn {
 template <Scalar T = float, class B = cpu>
 class MapToTokens : public layer_types<T, B>, public no_parameters {
  public:
+  template <Scalar T2, class B2>
+  using rebind = MapToTokens<T2, B2>;
   using tensor_type = Tensor<T, B>;
   static constexpr layout in_layout = layout::map, out_layout = layout::tokens;
   struct cache {
@@ -37,6 +40,8 @@ class MapToTokens : public layer_types<T, B>, public no_parameters {
 template <Scalar T = float, class B = cpu>
 class TokensToMap : public layer_types<T, B>, public no_parameters {
  public:
+  template <Scalar T2, class B2>
+  using rebind = TokensToMap<T2, B2>;
   using tensor_type = Tensor<T, B>;
   static constexpr layout in_layout = layout::tokens, out_layout = layout::map;
   struct cache {};
@@ -62,6 +67,38 @@ class TokensToMap : public layer_types<T, B>, public no_parameters {
   }
 
   index_t h_ = 0, w_ = 0;
+};
+
+/// The mean over the tokens, [B, N, D] -> [B, D] (a ViT's pooled features, Rev-ViT's end).
+template <Scalar T = float, class B = cpu>
+class MeanTokens : public layer_types<T, B>, public no_parameters {
+ public:
+  template <Scalar T2, class B2>
+  using rebind = MeanTokens<T2, B2>;
+  using tensor_type = Tensor<T, B>;
+  static constexpr layout in_layout = layout::tokens, out_layout = layout::flat;
+  struct cache {
+    Shape input_shape;
+  };
+
+  tensor_type forward(const tensor_type& t, context&) {
+    check<shape_error>(t.rank() == 3 && t.size(1) > 0, "rev::nn::MeanTokens: input has extents ", t.shape(),
+                       ", expected [B, N, D] with N > 0");
+    // [B, N, D] -> [B, D, N, 1] -> the mean over the map's N x 1 positions.
+    return ops::global_avg_pool(ops::tokens_to_map(t, t.size(1), 1)).reshape({t.size(0), t.size(2)});
+  }
+  tensor_type forward(const tensor_type& t, context& ctx, cache& c) {
+    c.input_shape = t.shape();
+    return forward(t, ctx);
+  }
+  tensor_type backward(cache& c, const tensor_type& dy) {
+    const Shape& s = c.input_shape;
+    check<shape_error>(dy.rank() == 2 && dy.size(0) == s[0] && dy.size(1) == s[2],
+                       "rev::nn::MeanTokens: output gradient has extents ", dy.shape(), ", expected [", s[0], ", ",
+                       s[2], "]");
+    return ops::map_to_tokens(
+        ops::global_avg_pool_backward(Shape{s[0], s[2], s[1], 1}, dy.reshape({s[0], s[2], 1, 1})));
+  }
 };
 
 }  // namespace rev::nn

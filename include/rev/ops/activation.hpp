@@ -1,5 +1,5 @@
 // Activation functions and their derivatives, with PyTorch's definitions and derivative
-// conventions at the kinks (../shared/specs/revbifpn.md §4.2). The functors of act:: are the
+// conventions at the kinks (hard-swish and hard-sigmoid as in MobileNetV3 and RevBiFPN). The functors of act:: are the
 // formulas every backend evaluates (host and device).
 #pragma once
 

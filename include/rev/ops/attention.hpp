@@ -1,4 +1,4 @@
-// Scaled dot-product multi-head attention on token tensors (../shared/specs/revvit.md §1.4):
+// Scaled dot-product multi-head attention on token tensors (Vaswani et al. 2017, eq. (1)):
 // for q [B, Nq, D], k [B, Nk, D], v [B, Nk, Dv] and head h (columns h*d .. (h+1)*d - 1 of D,
 // d = D / heads, and likewise of Dv),
 //   P_h = softmax_rows(scale * q_h k_h^T)      [Nq, Nk]

@@ -4,7 +4,7 @@
 //
 // layer_norm normalises over the last extent of tokens [..., D] (PyTorch's F.layer_norm);
 // layer_norm_channels over the channels of an NCHW map at every pixel (RevCol's and
-// ConvNeXt's "channels_first" LayerNorm, ../shared/specs/revcol.md §2). Statistics are
+// ConvNeXt's "channels_first" LayerNorm). Statistics are
 // accumulated in double.
 #pragma once
 

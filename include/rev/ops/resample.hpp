@@ -1,6 +1,6 @@
 // Up-sampling of NCHW maps by an integer factor: bilinear (align_corners = false) and nearest,
-// with PyTorch's conventions for a given scale_factor (../shared/specs/revbifpn.md §5.2,
-// ../shared/specs/revcol.md §3). Both are separable and linear; the backwards are their adjoints.
+// with PyTorch's conventions for a given scale_factor (RevBiFPN's fusion transforms, RevCol's
+// up-sampling). Both are separable and linear; the backwards are their adjoints.
 #pragma once
 
 #include <algorithm>

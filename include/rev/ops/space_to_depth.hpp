@@ -1,7 +1,7 @@
 // Space-to-depth and its inverse, depth-to-space: a permutation of the elements of an NCHW map
 // that moves each b x b block of pixels into b*b channels. Two channel orders are in use:
 //   revbifpn         out[n, (i*b + j)*C + c, y, x] = in[n, c, b*y + i, b*x + j]
-//                    (RevBiFPN's stem, i-RevNet's "psi"; ../shared/specs/revbifpn.md §3.2)
+//                    (RevBiFPN's stem, i-RevNet's "psi")
 //   pixel_unshuffle  out[n, c*b*b + i*b + j, y, x] = in[n, c, b*y + i, b*x + j]   (PyTorch)
 // Being a permutation, each is the other's inverse and its own backward's transpose.
 #pragma once
