@@ -20,8 +20,8 @@ namespace {
 template <class T = float>
 using Half = nn::Conv2d<4, 4, nn::conv_opts{.kernel = 3}, T>;
 template <class T = float>
-using Stem = nn::Sequential<nn::Conv2d<3, 8, nn::conv_opts{.kernel = 3}, T>, nn::BatchNorm2d<8, nn::bn_opts{}, T>,
-                            nn::ReLU<T>>;
+using Stem =
+    nn::Sequential<nn::Conv2d<3, 8, nn::conv_opts{.kernel = 3}, T>, nn::BatchNorm2d<8, nn::bn_opts{}, T>, nn::ReLU<T>>;
 template <class T = float>
 using Spec = Chain<Named<"stem", Stem<T>>, Named<"blocks", Repeat<2, Additive<Half<T>, Half<T>>>>,
                    Tap<nn::Conv2d<8, 2, nn::conv_opts{}, T>>,
@@ -44,7 +44,8 @@ static_assert(std::same_as<model<Silo<levels<4, 8>, F, G>, double>::value_type, 
 static_assert(std::same_as<input_t<model<Silo<levels<4, 8>, F, G>, double>>, input_t<Silo<levels<4, 8>, Fd, Gd>>>);
 static_assert(std::same_as<model<PerLevel<Half<>, nn::Conv2d<8, 8>>, double>,
                            PerLevel<Half<double>, nn::Conv2d<8, 8, nn::conv_opts{}, double>>>);
-static_assert(std::same_as<model<Cascade<nn::Conv2d<4, 4>>, double>, Cascade<nn::Conv2d<4, 4, nn::conv_opts{}, double>>>);
+static_assert(
+    std::same_as<model<Cascade<nn::Conv2d<4, 4>>, double>, Cascade<nn::Conv2d<4, 4, nn::conv_opts{}, double>>>);
 // A user's layer derived from a library layer without a rebind of its own keeps its type.
 static_assert(std::same_as<model<test::Counted<Half<>>, double>, test::Counted<Half<>>>);
 
