@@ -214,7 +214,7 @@ int bench_command(const args& a) {
 }
 
 // Compares every tensor of OUT with the same key of REFERENCE: max |a - b| relative to the
-// reference tensor's max |b| (or 1e-6 absolute where that is larger), the spec §14 rule.
+// reference tensor's max |b| (or 1e-6 absolute where that is larger), the golden data's rule.
 // rev updates BN running statistics once per step, so train.after.<key> is compared with the
 // reference's train.after_norev.<key> where the reference has it.
 int compare_command(const args& a) {

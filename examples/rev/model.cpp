@@ -14,7 +14,7 @@ namespace {
 namespace rb = models::revbifpn;
 using Cfg = rb::REV_CLI_REVBIFPN;
 using Model = models::RevBiFPN<Cfg>;
-constexpr int paper_res[] = {224, 256, 256, 288, 320, 352, 352};  // spec §2, S0..S6
+constexpr int paper_res[] = {224, 256, 256, 288, 320, 352, 352};  // the paper's resolutions, S0..S6
 
 // Dropout off, so that a training step is deterministic (the golden files are made so).
 Model make() { return Model(0.0); }

@@ -8,6 +8,7 @@
 #include "rev/graph/residual.hpp"
 #include "rev/graph/tap.hpp"
 #include "rev/nn/linear.hpp"
+#include "rev/nn/mbconv.hpp"
 #include "rev/nn/pool.hpp"
 #include "rev/nn/resample.hpp"
 #include "rev/silo.hpp"
@@ -58,4 +59,34 @@ TEST_CASE("rev::model: a specification bound to double runs in double; gradients
   const Tensors<double, 2> x{test::random({1, 4, 4, 4}, 2), test::random({1, 8, 2, 2}, 3)};
   const auto y = silo.forward(x, eval);
   CHECK(test::max_abs_error(silo.inverse(y, eval)[1], x[1]) < 1e-12);
+}
+
+TEST_CASE("rev::apply: visits every layer inside a network, parents first, the ones the function takes") {
+  using Block = nn::MBConv<8, 8, nn::mbconv_opts{.drop_path = 0.2}>;
+  using Net = Chain<Named<"stem", Stem<>>, Named<"blocks", Repeat<2, Additive<Half<>, Half<>>>>,
+                    Residual<Block, residual_opts{.drop_path = 0.1}>>;
+  Net net;
+  int halves = 0, stem_norms = 0, block_norms = 0, nodes = 0;
+  bool root_first = false;
+  apply(net, [&](Half<>&) { ++halves; });
+  apply(net, [&](nn::BatchNorm2d<8, nn::bn_opts{}>&) { ++stem_norms; });
+  apply(net, [&](nn::BatchNorm2d<8, nn::mbconv_bn>&) { ++block_norms; });
+  apply(net, [&]<class L>(L&) {
+    if constexpr (std::same_as<L, Net>) root_first = nodes == 0;
+    ++nodes;
+  });
+  CHECK(halves == 4);       // F and G of two couplings
+  CHECK(stem_norms == 1);   // the stem's
+  CHECK(block_norms == 2);  // the MBConv's depthwise and projection units
+  CHECK(root_first);
+  // Chain, stem (Sequential and its 3 layers), Repeat, 2 couplings with 2 halves each, Residual,
+  // MBConv, its 2 conv units with 3 parts each, its DropPath, the Residual's DropPath.
+  CHECK(nodes == 1 + 4 + 1 + 2 * 3 + 1 + 1 + 2 * 4 + 1 + 1);
+  std::vector<double> rates;
+  apply(net, [&](nn::DropPath<float>& d) { rates.push_back(d.p()); });
+  CHECK(rates == std::vector<double>{0.2, 0.1});
+  apply(net, [](nn::DropPath<float>& d) { d.set_p(0.3); });
+  rates.clear();
+  apply(net, [&](nn::DropPath<float>& d) { rates.push_back(d.p()); });
+  CHECK(rates == std::vector<double>{0.3, 0.3});
 }

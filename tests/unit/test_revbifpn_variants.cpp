@@ -1,5 +1,5 @@
-// RevBiFPN variants other than S0: channel stacking and its gradient folding (S1, C_in = 4,
-// spec §3.1) and stochastic depth replayed by the reversible backward (S3, spec §12).
+// RevBiFPN variants other than S0: channel stacking and its gradient folding (S1, C_in = 4) and stochastic depth, its
+// schedule and its replay in the reversible backward (S3).
 #include "helpers.hpp"
 #include "rev/models/revbifpn.hpp"
 
@@ -35,8 +35,32 @@ TEST_CASE("RevBiFPN-S1: image gradient through the stacked channels matches fini
                        value_error);
 }
 
+TEST_CASE("RevBiFPN-S3: stochastic depth p * l / L in layer l, set at run time on every path that drops") {
+  const Generator kept = default_generator();  // the next test's weights stay those it was tuned with
+  RevBiFPN<rb::S3> net(0.0);
+  default_generator() = kept;
+  // Blocks 3(l-1)+1 .. 3l of the backbone are layer l's two RevBlock groups and its silo; S3 has
+  // L = 6 layers. Paths that drop: both MBConvs of each RevBlock, every G_{i->j}, and the
+  // F_{i->j} except those into the level a growing silo (l = 1, 2, 3) creates: per layer
+  // 4 + 0 + 1, 8 + 1 + 3, 12 + 3 + 6, then 16 + 6 + 6 three times.
+  auto rates = [&](double p) {
+    int paths = 0;
+    for_each_index<18>([&](auto k) {
+      const double expected = p * static_cast<double>(k / 3 + 1) / 6;
+      apply(net.backbone().template get<k + 1>(), [&](nn::DropPath<float>& d) {
+        ++paths;
+        CHECK(d.p() == doctest::Approx(expected).epsilon(1e-12));
+      });
+    });
+    return paths;
+  };
+  CHECK(rates(0.05) == 5 + 12 + 21 + 3 * 28);
+  net.set_stochastic_depth(0.2);
+  CHECK(rates(0.2) == 122);
+  net.set_stochastic_depth(0.05);
+}
+
 TEST_CASE("RevBiFPN-S3: stored and reversible training steps agree with stochastic depth on") {
-  static_assert(rb::layer_drop<rb::S3>(6) - 0.05 < 1e-15 && 0.05 - rb::layer_drop<rb::S3>(6) < 1e-15);
   const Tensor<float> image = test::random<float>({2, 3, 64, 64}, 31);
   const Tensor<float> dlogits = test::random<float>({2, 1000}, 32);
   RevBiFPN<rb::S3> a(0.0), b(0.0);

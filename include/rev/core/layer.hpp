@@ -91,6 +91,17 @@ struct no_parameters {
   void for_each_buffer(F&&, const std::string& = "") {}
 };
 
+/// Calls fn on `layer` and on every layer inside it, parents before children, where fn takes it
+/// (PyTorch's Module.apply, typed by fn's parameter): a layer that holds other layers names them
+/// with `for_each_child(v)`, calling v(child) for each.
+///   rev::apply(net, [](nn::DropPath<float>& d) { d.set_p(0.1); });
+template <class L, class Fn>
+void apply(L& layer, Fn&& fn) {
+  if constexpr (std::invocable<Fn&, L&>) fn(layer);
+  if constexpr (requires { layer.for_each_child([](auto&) {}); })
+    layer.for_each_child([&](auto& child) { apply(child, fn); });
+}
+
 /// Sets every parameter gradient of `layer` to zero.
 template <class L>
 void zero_grad(L& layer) {

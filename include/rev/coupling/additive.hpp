@@ -189,6 +189,13 @@ class Additive {
     for (std::size_t h = 0; h < s_.size(); ++h)
       s_[h].for_each_buffer(v, join_name(prefix, "shortcut." + std::to_string(h)));
   }
+  /// Calls v on F, G and the shortcuts (rev::apply).
+  template <class V>
+  void for_each_child(V&& v) {
+    v(f_);
+    v(g_);
+    for (auto& s : s_) v(s);
+  }
 
   F& f() { return f_; }
   G& g() { return g_; }

@@ -267,6 +267,12 @@ class Affine {
     s_.for_each_buffer(v, join_name(prefix, "s"));
     t_.for_each_buffer(v, join_name(prefix, "t"));
   }
+  /// Calls v on s and t (rev::apply).
+  template <class V>
+  void for_each_child(V&& v) {
+    v(s_);
+    v(t_);
+  }
 
   S& s() { return s_; }
   T& t() { return t_; }

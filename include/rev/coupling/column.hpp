@@ -214,6 +214,11 @@ class Column {
   void for_each_buffer(V&& v, const std::string& prefix = "") {
     each_level([&](auto& fuse, auto l) { fuse.for_each_buffer(v, join_name(prefix, "level" + std::to_string(l()))); });
   }
+  /// Calls v(fuse) for each level's block (rev::apply).
+  template <class V>
+  void for_each_child(V&& v) {
+    each_level([&](auto& fuse, auto) { v(fuse); });
+  }
 
   param_type& gamma(int l) { return gamma_[static_cast<std::size_t>(l)]; }
   template <int L>

@@ -121,6 +121,11 @@ class FixedPointResidual {
   void for_each_buffer(V&& v, const std::string& prefix = "") {
     g_.for_each_buffer(v, prefix);
   }
+  /// Calls v(g) (rev::apply).
+  template <class V>
+  void for_each_child(V&& v) {
+    v(g_);
+  }
 
   G& g() { return g_; }
   const G& g() const { return g_; }

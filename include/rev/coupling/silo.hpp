@@ -289,6 +289,12 @@ class Silo {
   void for_each_buffer(V&& v, const std::string& prefix = "") {
     visit(prefix, [&](auto& t, const std::string& name) { t.for_each_buffer(v, name); });
   }
+  /// Calls v(transform) for each F_{i->j} and G_{i->j} (rev::apply).
+  template <class V>
+  void for_each_child(V&& v) {
+    for_each_down([&](auto& f, auto) { v(f); });
+    for_each_up([&](auto& g, auto) { v(g); });
+  }
 
   /// The transform F_{i->j} (I < J) or G_{i->j} (I > J).
   template <int I, int J>

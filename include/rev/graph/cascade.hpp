@@ -93,6 +93,11 @@ class Cascade {
   void for_each_buffer(V&& v, const std::string& prefix = "") {
     each([&]<class Block>(Block& b, auto i) { b.for_each_buffer(v, child_prefix<Block>(prefix, i)); });
   }
+  /// Calls v(block) for each block (rev::apply).
+  template <class V>
+  void for_each_child(V&& v) {
+    each([&](auto& b, auto) { v(b); });
+  }
 
   template <std::size_t I>
   auto& get() {

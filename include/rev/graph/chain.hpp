@@ -317,6 +317,11 @@ class Chain {
   void for_each_buffer(V&& v, const std::string& prefix = "") {
     each([&]<class Block>(Block& s, std::size_t i) { s.for_each_buffer(v, child_prefix<Block>(prefix, i)); });
   }
+  /// Calls v(block) for each block (rev::apply).
+  template <class V>
+  void for_each_child(V&& v) {
+    each([&](auto& b, auto) { v(b); });
+  }
 
   template <std::size_t I>
   auto& get() {
@@ -447,6 +452,11 @@ class Repeat {
   template <class V>
   void for_each_buffer(V&& v, const std::string& prefix = "") {
     for (std::size_t i = 0; i < blocks_.size(); ++i) blocks_[i].for_each_buffer(v, child_prefix<Block>(prefix, i));
+  }
+  /// Calls v(block) for each block (rev::apply).
+  template <class V>
+  void for_each_child(V&& v) {
+    for (auto& b : blocks_) v(b);
   }
 
   Block& operator[](std::size_t i) { return blocks_[i]; }

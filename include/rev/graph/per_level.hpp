@@ -90,6 +90,11 @@ class PerLevel {
   void for_each_buffer(V&& v, const std::string& prefix = "") {
     each([&]<class Block>(Block& b, auto s) { b.for_each_buffer(v, child_prefix<Block>(prefix, s)); });
   }
+  /// Calls v(block) for each block (rev::apply).
+  template <class V>
+  void for_each_child(V&& v) {
+    each([&](auto& b, auto) { v(b); });
+  }
 
   template <std::size_t S>
   auto& get() {

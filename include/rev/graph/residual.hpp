@@ -97,6 +97,12 @@ class Residual {
   void for_each_buffer(V&& v, const std::string& prefix = "") {
     l_.for_each_buffer(v, prefix);
   }
+  /// Calls v on L and, with drop-path, on the DropPath (rev::apply: its rate can change).
+  template <class V>
+  void for_each_child(V&& v) {
+    v(l_);
+    if constexpr (dropped) v(drop_);
+  }
 
   L& inner() { return l_; }
 

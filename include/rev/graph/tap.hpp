@@ -92,6 +92,11 @@ class Tap {
   void for_each_buffer(V&& v, const std::string& prefix = "") {
     head_.for_each_buffer(v, prefix);
   }
+  /// Calls v(head) (rev::apply).
+  template <class V>
+  void for_each_child(V&& v) {
+    v(head_);
+  }
 
   Head& head() { return head_; }
 

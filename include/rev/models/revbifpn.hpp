@@ -2,8 +2,8 @@
 // rev's combinators: the backbone (stem, RevBlock groups, RevSilos) is one reversible rev::Chain
 // of couplings; the neck (a PerLevel of MBConvs) and the head (a Cascade of pyramid heads, then
 // the classifier) are ordinary blocks of the outer Chain, so that in a reversible tape the neck
-// is a checkpoint (§8.3) and the head keeps its record. Parameters and buffers carry the official
-// state_dict keys (§9), so the released weights load by name. (§ numbers: the RevBiFPN spec.)
+// is a checkpoint and the head keeps its record. Parameters and buffers carry the official
+// state_dict keys, so the released weights load by name.
 //
 //   rev::models::RevBiFPN<rev::models::revbifpn::S0> net;
 //   net.load(rev::io::load("revbifpn_s0.safetensors"));
@@ -62,7 +62,7 @@ constexpr int image_channels_of() {
 template <class Cfg>
 inline constexpr int classes = classes_of<Cfg>();
 
-// Per-scale constants, the same for every variant (§2).
+// Per-scale constants, the same for every variant.
 inline constexpr std::array<double, 4> expand{1, 1, 2, 2};
 inline constexpr std::array<double, 4> se_ratio{0.25, 0.25, 0.125, 0};
 inline constexpr std::array<int, 4> kernel_extra{0, 0, 0, 2};  // "dwkp"
@@ -74,8 +74,8 @@ inline constexpr std::array<double, 3> head_expand{1, 2, 2};
 inline constexpr std::array<double, 3> head_se{0.25, 0.25, 0.125};
 inline constexpr int head_kernel = 5;
 
-// The variants (§2 table): backbone channels c, neck/head channels h, FC width, extension depth
-// d, head dropout and stochastic-depth rate. The stem input has c_0 / 16 channels (§3.1).
+// The variants: backbone channels c, neck/head channels h, FC width, extension depth
+// d, head dropout and stochastic-depth rate. The stem input has c_0 / 16 channels.
 // A user's own configuration has the same members, and may add `classes` (default 1000) and
 // `image_channels` (default 3):
 //   struct Mine { static constexpr const char* name = "mine"; static constexpr std::array<int, 4>
@@ -90,7 +90,7 @@ inline constexpr int head_kernel = 5;
     static constexpr int depth = D;                                                                   \
     static constexpr double head_dropout = DROPOUT;                                                   \
     static constexpr double drop_path = DROP_PATH;                                                    \
-    static constexpr long long reference_parameters = PARAMS; /* §11 */                              \
+    static constexpr long long reference_parameters = PARAMS; /* the paper */                         \
   };
 REV_REVBIFPN_VARIANT(S0, 48, 64, 80, 160, 48, 64, 128, 320, 1280, 2, 0.25, 0.0, 3419196LL)
 REV_REVBIFPN_VARIANT(S1, 64, 80, 96, 208, 64, 80, 160, 416, 1696, 2, 0.25, 0.0, 5112300LL)
@@ -106,12 +106,6 @@ inline constexpr int in_channels = Cfg::c[0] / 16;
 template <class Cfg>
 inline constexpr int layers = 3 + Cfg::depth;
 
-/// Stochastic depth of layer l = 1..L: p * l / L (§12).
-template <class Cfg>
-constexpr double layer_drop(int l) {
-  return Cfg::drop_path * l / layers<Cfg>;
-}
-
 constexpr int pow2(int k) { return 1 << k; }
 constexpr int se_width(int in, double ratio) {
   if (ratio <= 0) return 0;
@@ -119,7 +113,7 @@ constexpr int se_width(int in, double ratio) {
   return q < 1 ? 1 : q;
 }
 
-// Parameters of one MBConv (§4.3, §9), for counting without building.
+// Parameters of one MBConv, for counting without building.
 constexpr long long mbconv_parameters(long long a, long long o, double e, long long k, long long q) {
   const long long w = static_cast<int>(static_cast<double>(a) * e);
   long long n = w * k * k + 2 * w + w * o + 2 * o;
@@ -128,7 +122,7 @@ constexpr long long mbconv_parameters(long long a, long long o, double e, long l
   return n;
 }
 
-/// The parameter count of a variant from its configuration alone (§11).
+/// The parameter count of a variant from its configuration alone.
 template <class Cfg>
 constexpr long long parameter_count() {
   const auto& c = Cfg::c;
@@ -154,42 +148,46 @@ constexpr long long parameter_count() {
   return n;
 }
 
-/// The RevBlock of scale S in layer L (§4.4): y1 = x1 + f(x0), y0 = x0 + g(y1), with f and g
-/// named "xform_0_1" as in the official code (§9).
-template <class Cfg, int S, int L, Scalar T, class B>
-using rev_mbconv = Named<"xform_0_1", nn::MBConv<Cfg::c[S] / 2, Cfg::c[S] / 2,
-                                                 nn::mbconv_opts{.expand = expand[S],
-                                                                 .kernel = rev_kernel[S],
-                                                                 .se_ratio = se_ratio[S],
-                                                                 .drop_path = layer_drop<Cfg>(L)},
-                                                 T, B>>;
-template <class Cfg, int S, int L, Scalar T, class B>
-using RevBlock = Additive<rev_mbconv<Cfg, S, L, T, B>, rev_mbconv<Cfg, S, L, T, B>, coupling_layout::halves_swapped>;
+// Stochastic depth: a transform that drops paths is declared with the variant's rate and the
+// constructor sets layer l's rate p * l / L (set_stochastic_depth). The rate being a run-time
+// value, the blocks of the layers past the third are one type, compiled once.
 
-/// The stem (§3.2): SpaceToDepth(4) in RevBiFPN's channel order, as a one-level pyramid.
+/// The RevBlock of scale S: y1 = x1 + f(x0), y0 = x0 + g(y1), with f and g named
+/// "xform_0_1" as in the official code.
+template <class Cfg, int S, Scalar T, class B>
+using rev_mbconv = Named<
+    "xform_0_1",
+    nn::MBConv<Cfg::c[S] / 2, Cfg::c[S] / 2,
+               nn::mbconv_opts{
+                   .expand = expand[S], .kernel = rev_kernel[S], .se_ratio = se_ratio[S], .drop_path = Cfg::drop_path},
+               T, B>>;
+template <class Cfg, int S, Scalar T, class B>
+using RevBlock = Additive<rev_mbconv<Cfg, S, T, B>, rev_mbconv<Cfg, S, T, B>, coupling_layout::halves_swapped>;
+
+/// The stem: SpaceToDepth(4) in RevBiFPN's channel order, as a one-level pyramid.
 template <Scalar T, class B>
 using Stem = Chain<nn::SpaceToDepth<4, ops::s2d_order::revbifpn, T, B>, Fork<1, T, B>>;
 
-/// The fusion transforms of the silo of layer L (§5): F_{i->j} downsamples with a strided
-/// depthwise kernel 2*2^(j-i) - 1; G_{i->j} runs at scale i with the destination's expansion and
-/// SE ratio (SE width from the source channels), then upsamples bilinearly by 2^(i-j).
-template <class Cfg, int L, Scalar T, class B>
+/// The fusion transforms of a silo: F_{i->j} downsamples with a strided depthwise kernel
+/// 2*2^(j-i) - 1; G_{i->j} runs at scale i with the destination's expansion and SE ratio (SE
+/// width from the source channels), then upsamples bilinearly by 2^(i-j). A growing silo's F into
+/// the level it creates (`created`; -1: none) drops no path: it is that level's whole input.
+template <class Cfg, int created, Scalar T, class B>
 struct fusions {
-  static constexpr int created = L < scales ? L : -1;  // the level a growing silo creates
   template <int I, int J>
   using F = nn::MBConv<Cfg::c[I], Cfg::c[J],
                        nn::mbconv_opts{.expand = expand[I],
                                        .kernel = 2 * pow2(J - I) - 1 + kernel_extra[I],
                                        .stride = pow2(J - I),
                                        .se_ratio = se_ratio[I],
-                                       .drop_path = J == created ? 0.0 : layer_drop<Cfg>(L)},
+                                       .drop_path = J == created ? 0.0 : Cfg::drop_path},
                        T, B>;
   template <int I, int J>
   using G = nn::Sequential<nn::MBConv<Cfg::c[I], Cfg::c[J],
                                       nn::mbconv_opts{.expand = expand[J],
                                                       .kernel = 3 + kernel_extra[I],
                                                       .se_channels = se_width(Cfg::c[I], se_ratio[J]),
-                                                      .drop_path = layer_drop<Cfg>(L)},
+                                                      .drop_path = Cfg::drop_path},
                                       T, B>,
                            nn::UpsampleBilinear<pow2(I - J), T, B>>;
 };
@@ -201,22 +199,24 @@ struct levels_of<Cfg, std::index_sequence<S...>> {
   using type = levels<Cfg::c[S]...>;
 };
 
-/// A RevBlock group of layer L (§4.4): one RevBlock per existing scale s, named
+/// A RevBlock group of layer L: one RevBlock per existing scale s, named
 /// "rev_transform_<s>".
-template <class Cfg, int L, Scalar T, class B, class Seq>
+template <class Cfg, Scalar T, class B, class Seq>
 struct group_of;
-template <class Cfg, int L, Scalar T, class B, std::size_t... S>
-struct group_of<Cfg, L, T, B, std::index_sequence<S...>> {
-  using type = PerLevel<NamedAt<"rev_transform_", S, RevBlock<Cfg, static_cast<int>(S), L, T, B>>...>;
+template <class Cfg, Scalar T, class B, std::size_t... S>
+struct group_of<Cfg, T, B, std::index_sequence<S...>> {
+  using type = PerLevel<NamedAt<"rev_transform_", S, RevBlock<Cfg, static_cast<int>(S), T, B>>...>;
 };
 
-/// Layer L = 1..3+d (§6): two RevBlock groups on the existing scales, then the silo.
+/// Layer L = 1..3+d: two RevBlock groups on the existing scales, then the silo.
 template <class Cfg, int L, Scalar T, class B>
 struct layer_blocks {
   static constexpr int existing = std::min(L, scales), after = std::min(L + 1, scales);
-  using group = typename group_of<Cfg, L, T, B, std::make_index_sequence<existing>>::type;
-  using silo = Silo<typename levels_of<Cfg, std::make_index_sequence<after>>::type, fusions<Cfg, L, T, B>::template F,
-                    fusions<Cfg, L, T, B>::template G, (L < scales ? silo_kind::grows : silo_kind::same)>;
+  static constexpr int created = L < scales ? L : -1;
+  using group = typename group_of<Cfg, T, B, std::make_index_sequence<existing>>::type;
+  using silo =
+      Silo<typename levels_of<Cfg, std::make_index_sequence<after>>::type, fusions<Cfg, created, T, B>::template F,
+           fusions<Cfg, created, T, B>::template G, (L < scales ? silo_kind::grows : silo_kind::same)>;
   using type = std::tuple<group, group, silo>;
 };
 
@@ -235,11 +235,11 @@ struct backbone_of<Cfg, T, B, std::index_sequence<L...>> {
       std::declval<typename layer_blocks<Cfg, static_cast<int>(L) + 1, T, B>::type>()...))>::type;
 };
 
-/// The whole reversible backbone: the stem and 3L blocks, rev_stack.0 .. rev_stack.<3L> (§6).
+/// The whole reversible backbone: the stem and 3L blocks, rev_stack.0 .. rev_stack.<3L>.
 template <class Cfg, Scalar T, class B>
 using Backbone = typename backbone_of<Cfg, T, B, std::make_index_sequence<layers<Cfg>>>::type;
 
-/// The neck (§7): per scale an MBConv c_s -> h_s, named "recomp_transform_<s>".
+/// The neck: per scale an MBConv c_s -> h_s, named "recomp_transform_<s>".
 template <class Cfg, int S, Scalar T, class B>
 using neck_block =
     NamedAt<"recomp_transform_", S,
@@ -254,7 +254,7 @@ struct neck_of<Cfg, T, B, std::index_sequence<S...>> {
 template <class Cfg, Scalar T, class B>
 using Neck = typename neck_of<Cfg, T, B, std::make_index_sequence<scales>>::type;
 
-/// The classification head (§7): t = N_0; t = N_{i+1} + PH_i(t) for i = 0, 1, 2 (a Cascade of
+/// The classification head: t = N_0; t = N_{i+1} + PH_i(t) for i = 0, 1, 2 (a Cascade of
 /// the pyramid heads PH_i, strided MBConvs h_i -> h_{i+1}); then hswish(BN(conv1x1)), global
 /// average pooling, dropout and the linear classifier.
 template <class Cfg, int I, Scalar T, class B>
@@ -269,10 +269,10 @@ using Head = Chain<
     nn::GlobalAvgPool<T, B>, nn::Flatten<T, B>, nn::Dropout<T, B>,
     Named<"fc", nn::Linear<Cfg::fc, classes<Cfg>, true, T, B>>>;
 
-/// The network (§8): the image's channels tiled to the stem's (§3.1), the reversible backbone
+/// The network: the image's channels tiled to the stem's, the reversible backbone
 /// and the neck (both under the official "rev_stack"; the neck is its "recomp_op"), the head.
-/// In a reversible tape the backbone keeps nothing, the neck keeps its input (a checkpoint,
-/// §8.3) and the head, the last block, what its backward needs.
+/// In a reversible tape the backbone keeps nothing, the neck keeps its input (a
+/// checkpoint) and the head, the last block, what its backward needs.
 template <class Cfg, Scalar T, class B>
 using Network =
     Chain<nn::TileChannels<image_channels_of<Cfg>(), in_channels<Cfg>, T, B>, Named<"rev_stack", Backbone<Cfg, T, B>>,
@@ -288,7 +288,7 @@ using io::load_report;
 template <class Cfg, Scalar T = float, class B = cpu>
 class RevBiFPN : public revbifpn::Network<Cfg, T, B> {
   static_assert(revbifpn::in_channels<Cfg> >= revbifpn::image_channels_of<Cfg>(),
-                "rev::models::RevBiFPN: c_0 / 16 must be at least the number of image channels (spec §3.1)");
+                "rev::models::RevBiFPN: c_0 / 16 (the stem's input channels) must be at least the image's channels");
   using network_type = revbifpn::Network<Cfg, T, B>;
 
  public:
@@ -304,9 +304,21 @@ class RevBiFPN : public revbifpn::Network<Cfg, T, B> {
   static constexpr int classes = revbifpn::classes<Cfg>;
   static constexpr int stem_channels = revbifpn::in_channels<Cfg>;
 
-  /// Weights initialised as in §12 from rev::default_generator(); head_dropout defaults to the
-  /// variant's rate (§2).
-  explicit RevBiFPN(double head_dropout = Cfg::head_dropout) { head().template get<4>().set_p(head_dropout); }
+  /// Weights initialised as the official code does, from rev::default_generator(); head_dropout defaults to the
+  /// variant's rate.
+  explicit RevBiFPN(double head_dropout = Cfg::head_dropout) {
+    head().template get<4>().set_p(head_dropout);
+    set_stochastic_depth(Cfg::drop_path);
+  }
+
+  /// Sets the stochastic-depth rate: layer l = 1..L of the backbone drops paths with rate
+  /// p * l / L; p = 0 turns it off. A variant declared without drop-path has none to set.
+  void set_stochastic_depth(double p) {
+    for_each_index<3 * revbifpn::layers<Cfg>>([&](auto k) {
+      const double rate = p * static_cast<double>(k / 3 + 1) / revbifpn::layers<Cfg>;
+      apply(backbone().template get<k + 1>(), [&](nn::DropPath<T, B>& d) { d.set_p(rate); });
+    });
+  }
 
   static std::string name() { return std::string("rev::models::RevBiFPN<") + Cfg::name + ">"; }
 
@@ -329,7 +341,7 @@ class RevBiFPN : public revbifpn::Network<Cfg, T, B> {
     return backbone().forward(this->template get<0>().forward(image, ctx), ctx);
   }
 
-  /// Loads parameters and BN running statistics by their official keys (§9); the files'
+  /// Loads parameters and BN running statistics by their official keys; the files'
   /// num_batches_tracked entries are ignored. strict: a missing, unexpected or mis-shaped key
   /// throws io_error; otherwise the matching keys are loaded and the rest reported.
   io::load_report load(const io::file& f, bool strict = true) {
@@ -349,7 +361,7 @@ class RevBiFPN : public revbifpn::Network<Cfg, T, B> {
                        image.shape(), ", expected [B, ", image_channels, ", H, W]");
     check<shape_error>(image.size(2) % 32 == 0 && image.size(3) % 32 == 0 && image.size(2) > 0 && image.size(3) > 0,
                        name(), ": image has extents ", image.shape(),
-                       ", H and W must be positive multiples of 32 (spec §10)");
+                       ", H and W must be positive multiples of 32 (the backbone halves them five times)");
   }
 };
 

@@ -1,8 +1,7 @@
 // RevNet-38/110/164 for CIFAR (Gomez, Ren, Urtasun, Grosse, NeurIPS 2017), a composition of
 // rev's combinators. Each stage opens with an Additive unit with a shortcut, not reversible where
 // it downsamples or widens (a checkpoint in reversible mode, its input kept), followed by additive
-// couplings y1 = x1 + F(x2), y2 = x2 + G(y1) whose inputs are reconstructed in backward (§2.5).
-// (§ numbers: the RevUp/RevNet spec.)
+// couplings y1 = x1 + F(x2), y2 = x2 + G(y1) whose inputs are reconstructed in backward.
 //
 //   rev::models::RevNet<rev::models::revnet::R38> net;          // 464,890 parameters
 //   decltype(net)::cache tape{rev::mode::reversible};
@@ -46,8 +45,8 @@ namespace revnet {
 
 enum class block { basic, bottleneck };
 
-// The CIFAR configurations (§2.3): residual function, units per stage, stem width, stage output
-// widths, stage strides, classes, and the parameter count of the official topology (§4). A
+// The CIFAR configurations: residual function, units per stage, stem width, stage output
+// widths, stage strides, classes, and the parameter count of the official topology. A
 // user's own configuration has the same members (deriving from `cifar` gives the CIFAR ones).
 struct cifar {
   static constexpr int stem = 32;
@@ -76,14 +75,14 @@ struct R164 : cifar {
   static constexpr long long reference_parameters = 1748778;
 };
 
-// BatchNorm of the official code: eps 1e-3, moving-average decay 0.99 (§2.1).
+// BatchNorm of the official code: eps 1e-3, moving-average decay 0.99.
 inline constexpr nn::bn_opts bn{.eps = 1e-3, .momentum = 0.01};
 template <int C, Scalar T>
 using BN = nn::BatchNorm2d<C, bn, T>;
 template <int In, int Out, int K, int S, Scalar T>
 using Conv = nn::Conv2d<In, Out, nn::conv_opts{.kernel = K, .stride = S}, T>;
 
-// The residual functions (§2.1), pre-activation: [BN -> ReLU ->] conv ... The leading BN-ReLU
+// The residual functions, pre-activation: [BN -> ReLU ->] conv ... The leading BN-ReLU
 // is left out (Preact = false) in F of the network's first unit, whose input the stem has
 // already normalised.
 template <int In, int Out, int S, bool Preact, Scalar T>
@@ -114,7 +113,7 @@ template <block K, int C, Scalar T>
 using Unit =
     Additive<residual<K, C / 2, C / 2, 1, true, T>, residual<K, C / 2, C / 2, 1, true, T>, coupling_layout::halves>;
 
-/// The shortcut of a half in the first unit of a stage (§2.2), In / 2 -> Out / 2 channels at
+/// The shortcut of a half in the first unit of a stage, In / 2 -> Out / 2 channels at
 /// stride S: basic, average pooling k = S then (Out - In) / 4 zero channels before and after;
 /// bottleneck, a 1x1 conv at stride S (no bias) when S > 1 or In != Out. None otherwise.
 template <block K, int In, int Out, int S, Scalar T>
@@ -130,7 +129,7 @@ struct shortcut_of {
                          Conv<In / 2, Out / 2, 1, S, T>>>;
 };
 
-/// The first unit of a stage (§2.2), In -> Out channels at stride S:
+/// The first unit of a stage, In -> Out channels at stride S:
 ///   y1 = sc(x1) + F(x2),  y2 = sc(x2) + G(y1),
 /// an Additive with a shortcut: not invertible where sc is not the identity (a checkpoint in a
 /// reversible tape), an Additive coupling where it is.
@@ -138,7 +137,7 @@ template <block K, int In, int Out, int S, bool Preact, Scalar T>
 using Transition = Additive<residual<K, In / 2, Out / 2, S, Preact, T>, residual<K, Out / 2, Out / 2, 1, true, T>,
                             coupling_layout::halves, typename shortcut_of<K, In, Out, S, T>::type>;
 
-/// Stem (§2.2, CIFAR): 3x3 conv (no bias) -> BN -> ReLU.
+/// Stem (CIFAR): 3x3 conv (no bias) -> BN -> ReLU.
 template <int C, Scalar T>
 using Stem = nn::Sequential<Conv<3, C, 3, 1, T>, BN<C, T>, nn::ReLU<T>>;
 /// Head: BN -> ReLU -> global average pooling -> fully connected.
@@ -183,7 +182,7 @@ class RevNet : public revnet::Network<Cfg, T> {
   static constexpr int size_multiple = Cfg::stride[0] * Cfg::stride[1] * Cfg::stride[2];
 
   /// Conv weights truncated normal with std sqrt(2 / (k^2 C_out)), the FC weight uniform unit
-  /// scaling U(+-sqrt(3 / fan_in)) with zero bias, BN gamma 1 and beta 0 (§2.1); drawn from g.
+  /// scaling U(+-sqrt(3 / fan_in)) with zero bias, BN gamma 1 and beta 0; drawn from g.
   explicit RevNet(Generator& g = default_generator()) {
     this->for_each_parameter([&](const std::string&, Param<T>& p) {
       const Shape& s = p.shape();

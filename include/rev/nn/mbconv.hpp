@@ -94,6 +94,12 @@ struct conv_bn_act {
   void for_each_buffer(F&& f, const std::string& prefix) {
     norm.for_each_buffer(f, join_name(prefix, "norm"));
   }
+  template <class V>
+  void for_each_child(V&& v) {
+    v(conv);
+    v(norm);
+    v(act);
+  }
 };
 
 // Stands for an absent optional part.
@@ -188,6 +194,15 @@ class MBConv : public layer_types<T, B> {
     if constexpr (expands) exp_conv.for_each_buffer(f, join_name(prefix, "exp_conv"));
     dw_conv.for_each_buffer(f, join_name(prefix, "dw_conv"));
     project_conv.for_each_buffer(f, join_name(prefix, "project_conv"));
+  }
+  /// Calls v on each part the block has (rev::apply; the DropPath's rate can change).
+  template <class V>
+  void for_each_child(V&& v) {
+    if constexpr (expands) v(exp_conv);
+    v(dw_conv);
+    if constexpr (Q > 0) v(se);
+    v(project_conv);
+    if constexpr (drops) v(drop);
   }
 
   [[no_unique_address]] exp_type exp_conv;

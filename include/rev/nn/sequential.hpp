@@ -76,6 +76,11 @@ class Sequential {
   void for_each_buffer(F&& f, const std::string& prefix = "") {
     each([&]<class Child>(Child& l, std::size_t i) { l.for_each_buffer(f, child_prefix<Child>(prefix, i)); });
   }
+  /// Calls v(layer) for each layer (rev::apply).
+  template <class V>
+  void for_each_child(V&& v) {
+    each([&](auto& l, auto) { v(l); });
+  }
 
   template <std::size_t I>
   auto& get() {
