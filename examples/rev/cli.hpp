@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,7 @@ struct bench_options {
   index_t res = 0;
   int steps = 5;
   mode m = mode::stored;
+  bool detect_anomaly = false;  // every step in anomaly mode (graph/anomaly.hpp), to measure its cost
 };
 struct bench_result {
   std::vector<double> step_s;       // wall time of each timed step
@@ -133,6 +135,8 @@ bench_result bench_model(Model& net, const bench_options& o, int image_channels,
   const Tensor<T> image = testing::random_uniform<T>({o.batch, image_channels, o.res, o.res}, 1);
   const Tensor<T> dlogits = testing::random_uniform<T>({o.batch, classes}, 2, -1e-3, 1e-3);
   return time_steps(o.steps, [&] {
+    std::optional<detect_anomaly> anomaly;
+    if (o.detect_anomaly) anomaly.emplace();
     context ctx{phase::train};
     typename Model::cache tape{o.m};
     net.forward(image, ctx, tape);

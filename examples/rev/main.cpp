@@ -4,7 +4,7 @@
 //   rev summary MODEL [--res N] [--json]
 //   rev run MODEL --weights W.safetensors --io IO.safetensors --out OUT.safetensors
 //           [--mode eval|train] [--stored|--reversible]
-//   rev bench MODEL [--batch B] [--res R] [--stored|--reversible] [--steps N] [--json]
+//   rev bench MODEL [--batch B] [--res R] [--stored|--reversible] [--steps N] [--detect-anomaly] [--json]
 //   rev compare OUT.safetensors REFERENCE.safetensors [--tol T]
 //
 // MODEL: revnet-38, revnet-110, revnet-164, revbifpn-s0 ... revbifpn-s6.
@@ -32,7 +32,7 @@ constexpr const char* usage = R"(usage:
   rev list
   rev summary MODEL [--res N] [--json]
   rev run MODEL --weights W.safetensors --io IO.safetensors --out OUT.safetensors [--mode eval|train] [--stored|--reversible]
-  rev bench MODEL [--batch B] [--res R] [--stored|--reversible] [--steps N] [--json]
+  rev bench MODEL [--batch B] [--res R] [--stored|--reversible] [--steps N] [--detect-anomaly] [--json]
   rev compare OUT.safetensors REFERENCE.safetensors [--tol T]
 )";
 
@@ -190,6 +190,7 @@ int bench_command(const args& a) {
   o.res = a.number("res", m.default_res, 1 << 16);
   o.steps = static_cast<int>(a.number("steps", 5, 1 << 20));
   o.m = mode_of(a);
+  o.detect_anomaly = a.has("detect-anomaly");
   if (o.res % m.size_multiple != 0)
     throw usage_error("rev bench: --res " + std::to_string(o.res) + " is not a multiple of " +
                       std::to_string(m.size_multiple) + ", which " + m.name + " needs");
@@ -200,8 +201,9 @@ int bench_command(const args& a) {
   const char* md = o.m == mode::reversible ? "reversible" : "stored";
   if (a.has("json")) {
     bench::json_line()("bench", "rev")("model", m.name)("mode", md)("batch", o.batch)("res", o.res)(
-        "threads", num_threads())("steps", o.steps)("step_s_median", median)("step_s_min", best)(
-        "peak_activation_mb", r.peak_activation / 1048576.0)("os_peak_rss_mb", r.peak_rss / 1048576.0)
+        "threads", num_threads())("detect_anomaly", o.detect_anomaly ? "on" : "off")("steps", o.steps)(
+        "step_s_median", median)("step_s_min", best)("peak_activation_mb", r.peak_activation / 1048576.0)(
+        "os_peak_rss_mb", r.peak_rss / 1048576.0)
         .print();
   } else {
     std::printf(
@@ -276,7 +278,8 @@ int main(int argc, char** argv) {
     if (cmd == "summary") return summary_command(parse(argc, argv, {"json"}, {"res"}));
     if (cmd == "run") return run_command(parse(argc, argv, {"stored", "reversible"}, {"weights", "io", "out", "mode"}));
     if (cmd == "bench")
-      return bench_command(parse(argc, argv, {"stored", "reversible", "json"}, {"batch", "res", "steps"}));
+      return bench_command(
+          parse(argc, argv, {"stored", "reversible", "json", "detect-anomaly"}, {"batch", "res", "steps"}));
     if (cmd == "compare") return compare_command(parse(argc, argv, {}, {"tol"}));
     if (cmd == "-h" || cmd == "--help" || cmd == "help") {
       std::fputs(usage, stdout);

@@ -2,7 +2,7 @@
 //
 //   rev::count_ops counter;                 // counts the ops this thread runs while alive
 //   net.forward(image, ctx);                // batch 1, eval phase
-//   counter.counts().macs();                // conv + linear MACs (RevBiFPN spec §11)
+//   counter.counts().macs();                // conv + linear MACs (RevBiFPN's Table 3)
 //   counter.counts().thop();                // the thop profiler's total
 //
 // Ops report themselves at their entry point, on the calling thread; nothing is counted and
@@ -32,7 +32,7 @@ struct op_counts {
   /// Convolution and linear MACs: what the papers' tables count.
   std::int64_t macs() const { return conv_macs + linear_macs; }
   /// The thop profiler's rule: MACs + 1 per conv-bias output + 2 per BN output + 11 per
-  /// bilinear-upsample output (reproduces RevBiFPN's Table 3, spec §11).
+  /// bilinear-upsample output (reproduces RevBiFPN's Table 3).
   std::int64_t thop() const { return macs() + conv_bias + 2 * bn_elements + 11 * upsample_elements; }
 };
 

@@ -10,7 +10,7 @@
 // x^ = y - g(y), RevUp's training setting) or as soon as the relative step
 // ||x^{n+1} - x^n|| / ||x^n|| is <= `tolerance`.
 //
-// Reversible backward (RevUp §2.3-2.4): x^ is reconstructed by the iteration in the recompute
+// Reversible backward (the RevUp paper, Sec. 2.3-2.4): x^ is reconstructed by the iteration in the recompute
 // phase (no BatchNorm or spectral-norm updates; dropout replays), then g is evaluated ONCE more
 // at x^ with a cache and dx = dy + J_g(x^)^T dy. This costs N + 1 evaluations of g: unlike the
 // exact couplings (Additive, ...), the reconstruction and the gradient cannot share one

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -19,32 +20,25 @@
 
 namespace rev::data {
 
-/// The decompressed contents of a gzip file (all members, RFC 1952). io_error if the file cannot be
-/// read, is not gzip, fails its CRC, or ends before its stream does.
-inline std::vector<std::uint8_t> read_gzip(const std::string& path) {
-  std::error_code ec;
-  check<io_error>(!std::filesystem::is_directory(path, ec), "rev::data::read_gzip: '", path,
-                  "' is a directory, expected a gzip file");
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  check<io_error>(in.good(), "rev::data::read_gzip: cannot open '", path, "'");
-  std::vector<unsigned char> packed(static_cast<std::size_t>(in.tellg()));
-  in.seekg(0);
-  in.read(reinterpret_cast<char*>(packed.data()), static_cast<std::streamsize>(packed.size()));
-  check<io_error>(in.good() || packed.empty(), "rev::data::read_gzip: cannot read '", path, "'");
-  check<io_error>(packed.size() >= 18 && packed[0] == 0x1f && packed[1] == 0x8b, "rev::data::read_gzip: '", path,
-                  "' is not a gzip file (", packed.size(), " bytes, expected the magic 1f 8b and at least 18 bytes)");
+/// The decompressed contents of the gzip data packed[0, size) (all members, RFC 1952); `origin`
+/// names it in errors. io_error if it is not gzip, fails its CRC, or ends before its stream does.
+inline std::vector<std::uint8_t> gunzip(const std::uint8_t* packed, std::size_t size, const std::string& origin) {
+  const std::string who = "rev::data::gunzip: '" + origin + "'";
+  check<io_error>(size >= 18 && packed[0] == 0x1f && packed[1] == 0x8b, who, " is not a gzip file (", size,
+                  " bytes, expected the magic 1f 8b and at least 18 bytes)");
+  check<io_error>(size <= std::numeric_limits<uInt>::max(), who, ": ", size, " bytes is more than zlib takes at once");
 
   std::vector<std::uint8_t> out;
   // The last member's ISIZE (size mod 2^32) is a hint for the output size, not trusted: capped by
   // deflate's largest expansion (1032 : 1), so a small file cannot reserve much. Beyond it the
   // output grows as data arrives.
-  const std::size_t hint = packed[packed.size() - 4] | packed[packed.size() - 3] << 8 |
-                           packed[packed.size() - 2] << 16 | static_cast<std::size_t>(packed[packed.size() - 1]) << 24;
-  out.reserve(std::min<std::size_t>(hint, 1032 * packed.size()));
+  const std::size_t hint = packed[size - 4] | packed[size - 3] << 8 | packed[size - 2] << 16 |
+                           static_cast<std::size_t>(packed[size - 1]) << 24;
+  out.reserve(std::min<std::size_t>(hint, 1032 * size));
   z_stream zs{};
-  check<io_error>(inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK, "rev::data::read_gzip: zlib cannot start inflating");
-  zs.next_in = packed.data();
-  zs.avail_in = static_cast<uInt>(packed.size());
+  check<io_error>(inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK, who, ": zlib cannot start inflating");
+  zs.next_in = const_cast<std::uint8_t*>(packed);  // zlib's API is not const-correct; it only reads
+  zs.avail_in = static_cast<uInt>(size);
   int rc = Z_OK;
   std::vector<std::uint8_t> chunk(std::size_t{1} << 20);
   while (true) {
@@ -64,10 +58,25 @@ inline std::vector<std::uint8_t> read_gzip(const std::string& path) {
   }
   const std::string msg = zs.msg ? zs.msg : "";
   inflateEnd(&zs);
-  check<io_error>(rc == Z_STREAM_END, "rev::data::read_gzip: '", path, "' is ",
+  check<io_error>(rc == Z_STREAM_END, who, " is ",
                   rc == Z_BUF_ERROR ? "truncated (the gzip stream ends early)" : "a corrupt gzip file",
                   msg.empty() ? "" : " (zlib: ", msg, msg.empty() ? "" : ")");
   return out;
+}
+
+/// The decompressed contents of a gzip file (all members, RFC 1952). io_error if the file cannot be
+/// read, is not gzip, fails its CRC, or ends before its stream does.
+inline std::vector<std::uint8_t> read_gzip(const std::string& path) {
+  std::error_code ec;
+  check<io_error>(!std::filesystem::is_directory(path, ec), "rev::data::read_gzip: '", path,
+                  "' is a directory, expected a gzip file");
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  check<io_error>(in.good(), "rev::data::read_gzip: cannot open '", path, "'");
+  std::vector<std::uint8_t> packed(static_cast<std::size_t>(in.tellg()));
+  in.seekg(0);
+  in.read(reinterpret_cast<char*>(packed.data()), static_cast<std::streamsize>(packed.size()));
+  check<io_error>(in.good() || packed.empty(), "rev::data::read_gzip: cannot read '", path, "'");
+  return gunzip(packed.data(), packed.size(), path);
 }
 
 /// An IDX array of unsigned bytes.

@@ -3,7 +3,7 @@
 //
 //   t_0 = x_0,   t_{i+1} = x_{i+1} + B_i(t_i),   y = t_n
 //
-// RevBiFPN's classification head (§7 of its spec: the pyramid heads, each B_i a strided MBConv
+// RevBiFPN's classification head (the pyramid heads, each B_i a strided MBConv
 // from level i's width to level i + 1's). An ordinary block: in a reversible Chain it is
 // checkpointed. Children are named "0", "1", ... unless they are rev::Named.
 #pragma once

@@ -32,6 +32,7 @@
 #include "rev/core/signature.hpp"
 #include "rev/core/traits.hpp"
 #include "rev/coupling/coupling.hpp"
+#include "rev/graph/anomaly.hpp"
 
 namespace rev {
 
@@ -46,6 +47,7 @@ struct tape_state {
   mode m;
   replay_record replay;
   bool owns_replay = false;
+  bool filled = false;  // holds a forward that no backward has consumed yet
 };
 
 // The context a container's forward runs its blocks in: `ctx`, with the tape's replay record
@@ -55,16 +57,19 @@ inline context begin_forward(tape_state& t, const context& ctx, const char* who)
                      ": a reversible tape needs a train-phase context (an eval-phase forward keeps no batch statistics "
                      "or masks to replay); use forward(x, ctx) or a mode::stored tape in the eval phase");
   context inner = ctx;
+  t.filled = true;
   t.replay.clear();
   t.owns_replay = t.m == mode::reversible && ctx.replay == nullptr;
   if (t.owns_replay) inner.replay = &t.replay;
   return inner;
 }
 
-// What a container's backward walks back with: its own replay record, if it made one.
+// What a container's backward walks back with: its own replay record, if it made one. A tape
+// holds one forward for one backward.
 class walk_back {
  public:
-  explicit walk_back(tape_state& t) : t_(t), scope_(t.owns_replay ? &t.replay : current_replay()) {}
+  walk_back(tape_state& t, const char* who)
+      : t_(consumed(t, who)), scope_(t.owns_replay ? &t.replay : current_replay()) {}
   ~walk_back() {
     if (t_.owns_replay) t_.replay.clear();
     t_.owns_replay = false;
@@ -73,6 +78,14 @@ class walk_back {
   walk_back& operator=(const walk_back&) = delete;
 
  private:
+  static tape_state& consumed(tape_state& t, const char* who) {
+    check<value_error>(t.filled, who,
+                       ": backward on a tape that holds no forward (it was never passed to forward(x, ctx, tape), or "
+                       "an earlier backward consumed it: a tape serves one backward; run the forward again)");
+    t.filled = false;
+    return t;
+  }
+
   tape_state& t_;
   replay_scope scope_;
 };
@@ -277,15 +290,23 @@ class Chain {
   explicit Chain(S... blocks) : blocks_(std::move(blocks)...) {}
 
   output_type forward(const input_type& x, context& ctx) {
-    return run<0>(x, [&](auto& s, const auto& v, auto) { return s.forward(v, ctx); });
+    return run<0>(x, [&](auto& s, const auto& v, auto i) {
+      const detail::anomaly_block a(name_of<i>);
+      auto y = s.forward(v, ctx);
+      a.check(y, pass::forward);
+      return y;
+    });
   }
 
   output_type forward(const input_type& x, context& ctx, cache& c) {
     context inner = detail::begin_forward(c, ctx, "rev::Chain");
     const detail::last_block tail = c.owns_replay ? last_kind() : detail::last_block::no;
     output_type y = run<0>(x, [&](auto& s, const auto& v, auto i) {
-      return detail::forward_block(s, v, inner, std::get<i>(c.records), c.m,
-                                   i + 1 == n ? tail : detail::last_block::no);
+      const detail::anomaly_block a(name_of<i>);
+      auto out =
+          detail::forward_block(s, v, inner, std::get<i>(c.records), c.m, i + 1 == n ? tail : detail::last_block::no);
+      a.check(out, pass::forward);
+      return out;
     });
     if (c.m == mode::reversible) c.y = y;
     return y;
@@ -295,7 +316,7 @@ class Chain {
 
   /// backward that also returns the input, reconstructed or checkpointed (reversible mode).
   reconstructed<input_type> backward_with_input(cache& c, const output_type& dy) {
-    detail::walk_back w(c);
+    detail::walk_back w(c, "rev::Chain::backward");
     return back<n - 1>(c, std::exchange(c.y, output_type{}), dy);
   }
 
@@ -343,7 +364,13 @@ class Chain {
   template <std::size_t I>
   reconstructed<input_type> back(cache& c, output_t<std::tuple_element_t<I, tuple>> y,
                                  output_t<std::tuple_element_t<I, tuple>> dy) {
-    auto r = detail::backward_block(std::get<I>(blocks_), y, dy, std::get<I>(c.records), c.m);
+    auto r = [&] {
+      const detail::anomaly_block a(name_of<I>);  // named until block I is done, not in the recursion
+      auto rec = detail::backward_block(std::get<I>(blocks_), y, dy, std::get<I>(c.records), c.m);
+      a.check(rec.x, pass::reconstruction);
+      a.check(rec.dx, pass::backward);
+      return rec;
+    }();
     y = {};
     dy = {};
     if constexpr (I == 0) return r;
@@ -362,6 +389,10 @@ class Chain {
   void each(F&& f) {
     for_each_index<n>([&](auto i) { f(std::get<i>(blocks_), i); });
   }
+
+  // Block I's name in an anomaly path: its key, or I.
+  template <std::size_t I>
+  static constexpr auto name_of = [] { return detail::child_name<std::tuple_element_t<I, tuple>>(I); };
 
   static constexpr detail::last_block last_kind() {
     if constexpr (n > 1) {
@@ -409,7 +440,11 @@ class Repeat {
 
   output_type forward(const input_type& x, context& ctx) {
     output_type v = x;
-    for (auto& b : blocks_) v = b.forward(v, ctx);
+    for (std::size_t i = 0; i < blocks_.size(); ++i) {
+      const detail::anomaly_block a([i] { return std::to_string(i); });
+      v = blocks_[i].forward(v, ctx);
+      a.check(v, pass::forward);
+    }
     return v;
   }
 
@@ -417,10 +452,13 @@ class Repeat {
     context inner = detail::begin_forward(c, ctx, "rev::Repeat");
     c.records.assign(N, {});
     output_type v = x;
-    for (std::size_t i = 0; i < blocks_.size(); ++i)
+    for (std::size_t i = 0; i < blocks_.size(); ++i) {
+      const detail::anomaly_block a([i] { return std::to_string(i); });
       v = detail::forward_block(
           blocks_[i], v, inner, c.records[i], c.m,
           c.owns_replay && i + 1 == blocks_.size() ? detail::last_block::alone : detail::last_block::no);
+      a.check(v, pass::forward);
+    }
     if (c.m == mode::reversible) c.y = v;
     return v;
   }
@@ -429,7 +467,7 @@ class Repeat {
 
   /// backward that also returns the input, reconstructed or checkpointed (reversible mode).
   reconstructed<input_type> backward_with_input(cache& c, const output_type& dy) {
-    detail::walk_back w(c);
+    detail::walk_back w(c, "rev::Repeat::backward");
     return back(c, std::exchange(c.y, output_type{}), dy);
   }
 
@@ -465,7 +503,10 @@ class Repeat {
  private:
   reconstructed<input_type> back(cache& c, output_type y, output_type dy) {
     for (std::size_t i = blocks_.size(); i-- > 0;) {
+      const detail::anomaly_block a([i] { return std::to_string(i); });
       auto r = detail::backward_block(blocks_[i], y, dy, c.records[i], c.m);
+      a.check(r.x, pass::reconstruction);
+      a.check(r.dx, pass::backward);
       y = std::move(r.x);
       dy = std::move(r.dx);
     }

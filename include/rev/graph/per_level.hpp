@@ -1,5 +1,5 @@
 // rev::PerLevel<B_0, ..., B_{n-1}>: one block per pyramid level (or stream), y_s = B_s(x_s). It
-// is a coupling when every B_s is one (RevBiFPN's RevBlock groups, §4.4 of the paper: one
+// is a coupling when every B_s is one (RevBiFPN's RevBlock groups: one
 // reversible residual block per scale), an ordinary block otherwise (RevBiFPN's neck: one MBConv
 // per scale). Children are named "0", "1", ... unless they are rev::Named.
 //

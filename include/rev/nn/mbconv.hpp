@@ -8,7 +8,7 @@
 //   [drop-path]  (only if drop_path > 0)
 //
 // Mid = int(In * expand). Q = max(1, int(In * se_ratio)) from the block's INPUT channels, or
-// se_channels when given (RevBiFPN's G transforms take Q from another width, §5.2).
+// se_channels when given (RevBiFPN's G transforms take Q from another width).
 // Parameter names are the official ones: exp_conv.conv, exp_conv.norm, dw_conv.conv,
 // dw_conv.norm, se.se.1, se.se.3, project_conv.conv, project_conv.norm.
 #pragma once
@@ -35,7 +35,7 @@ struct mbconv_opts {
   double drop_path = 0;  // stochastic depth rate (training only)
 };
 
-/// BatchNorm of RevBiFPN: eps 1e-3, momentum 0.1 (§4.1).
+/// BatchNorm of RevBiFPN: eps 1e-3, momentum 0.1.
 inline constexpr bn_opts mbconv_bn{.eps = 1e-3, .momentum = 0.1};
 
 namespace detail {
@@ -48,7 +48,7 @@ constexpr int mbconv_se(int in, const mbconv_opts& o) {
   return q < 1 ? 1 : q;
 }
 
-// Conv, BatchNorm and an optional hard-swish: the official "conv"/"norm" unit (§4.1).
+// Conv, BatchNorm and an optional hard-swish: the official "conv"/"norm" unit.
 template <int In, int Out, conv_opts C, bool Act, Scalar T, class B>
 struct conv_bn_act {
   using value_type = T;
@@ -146,7 +146,7 @@ class MBConv : public layer_types<T, B> {
     typename drop_type::cache drop;
   };
 
-  /// Convolution weights Kaiming normal (fan-out), BN weight 1 / bias 0, SE biases 0 (§12).
+  /// Convolution weights Kaiming normal (fan-out), BN weight 1 / bias 0, SE biases 0 (the official initialisation).
   explicit MBConv(Generator& g = default_generator())
       : exp_conv(make<exp_type>(g)), dw_conv(g), se(make<se_type>(g)), project_conv(g), drop(make_drop()) {}
 

@@ -1,6 +1,6 @@
 // Channel tiling as a layer (no parameters): [N, In, H, W] -> [N, Out, H, W] with channel k of the
 // output equal to channel k mod In of the input. RevBiFPN stacks the image this way when its stem
-// takes more channels than the image has (§3.1 of its spec: c_0 / 16 channels from 3).
+// takes more channels than the image has (c_0 / 16 channels from the image's 3).
 #pragma once
 
 #include <array>

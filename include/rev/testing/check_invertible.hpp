@@ -1,6 +1,7 @@
 // Public test utilities for reversible blocks:
 //   rev::testing::check_invertible(block, x)            inverse(forward(x)) ~ x and forward(inverse(y)) ~ y
 //   rev::testing::check_reversible_gradients(block, x)  Stored-mode vs Reversible-mode gradients
+//   rev::testing::compare_states(a, b)                  max |a - b| and max |a - b| / max |b|
 // Both work on any coupling (and on Chain/Repeat of couplings), for one tensor or several.
 #pragma once
 
@@ -28,20 +29,26 @@ void for_each_tensor(State& s, F&& f) {
     for (auto& t : s) f(t);
 }
 
-/// max |a - b| and max |a - b| / max |b| over all tensors of two states.
+/// How far a state is from a reference: max_abs = max |a - b| and max_rel = max |a - b| / max |b|
+/// over all elements of all tensors. Not finite where a state holds a NaN or an infinity, so that
+/// a check `max_rel <= tol` fails on it.
 struct difference {
   double max_abs = 0;
   double max_rel = 0;
 };
 
+/// The difference of state `a` (a tensor or an array of tensors, e.g. a reconstructed input)
+/// from the reference state `b` of the same type and extents (shape_error otherwise):
+///   rev::testing::compare_states(net.inverse(y, ctx), x).max_rel <= 1e-5
 template <class State>
 difference compare_states(const State& a, const State& b) {
   double err = 0, ref = 0;
   auto visit = [&](const auto& x, const auto& y) {
-    check<shape_error>(x.shape() == y.shape(), "rev::testing: states differ in extents: ", x.shape(), " vs ",
-                       y.shape());
+    check<shape_error>(x.shape() == y.shape(), "rev::testing::compare_states: states differ in extents: ", x.shape(),
+                       " vs ", y.shape());
     for (index_t i = 0; i < x.numel(); ++i) {
-      err = std::max(err, std::abs(static_cast<double>(x.data()[i]) - static_cast<double>(y.data()[i])));
+      const double d = std::abs(static_cast<double>(x.data()[i]) - static_cast<double>(y.data()[i]));
+      if (std::isnan(d) || d > err) err = std::isnan(err) ? err : d;  // a NaN sticks
       ref = std::max(ref, std::abs(static_cast<double>(y.data()[i])));
     }
   };
