@@ -90,7 +90,7 @@ inline constexpr int head_kernel = 5;
     static constexpr int depth = D;                                                                   \
     static constexpr double head_dropout = DROPOUT;                                                   \
     static constexpr double drop_path = DROP_PATH;                                                    \
-    static constexpr long long reference_parameters = PARAMS; /* the paper */                         \
+    static constexpr long long reference_parameters = PARAMS; /* the official model */                \
   };
 REV_REVBIFPN_VARIANT(S0, 48, 64, 80, 160, 48, 64, 128, 320, 1280, 2, 0.25, 0.0, 3419196LL)
 REV_REVBIFPN_VARIANT(S1, 64, 80, 96, 208, 64, 80, 160, 416, 1696, 2, 0.25, 0.0, 5112300LL)
@@ -216,7 +216,7 @@ struct layer_blocks {
   using group = typename group_of<Cfg, T, B, std::make_index_sequence<existing>>::type;
   using silo =
       Silo<typename levels_of<Cfg, std::make_index_sequence<after>>::type, fusions<Cfg, created, T, B>::template F,
-           fusions<Cfg, created, T, B>::template G, (L < scales ? silo_kind::grows : silo_kind::same)>;
+           fusions<Cfg, created, T, B>::template G, (created >= 0 ? silo_kind::grows : silo_kind::same)>;
   using type = std::tuple<group, group, silo>;
 };
 
