@@ -2,9 +2,12 @@
 """Converts an official PyTorch checkpoint (.pth / .pth.tar) to safetensors for rev.
 
     python3 examples/convert_checkpoint.py revbifpn_s0.pth.tar revbifpn_s0.safetensors
+    python3 examples/convert_checkpoint.py revcol_tiny_1k.pth revcol_t_ema.safetensors --entry state_dict_ema
 
-Reads the state_dict (also when it is nested under "state_dict", "model" or "model_state", and
-with DataParallel's "module." prefix removed), and writes every tensor under its state_dict key:
+Reads the state_dict (also when it is nested under "state_dict", "model" or "model_state", as
+RevBiFPN's, RevCol's and SlowFast's checkpoints keep it, or under the entry --entry names, such as
+RevCol's exponential moving average "state_dict_ema"; DataParallel's "module." prefix removed),
+and writes every tensor under its state_dict key:
 floating-point tensors as F32 (or F64 with --f64), integer buffers such as BatchNorm's
 num_batches_tracked as I64. rev's models load the result by the same keys
 (`model.load(rev::io::load(path))`). Needs only torch; the safetensors writer is inline.
@@ -16,7 +19,12 @@ import struct
 import torch
 
 
-def state_dict_of(checkpoint):
+def state_dict_of(checkpoint, entry=None):
+    if entry is not None:
+        if not isinstance(checkpoint, dict) or entry not in checkpoint:
+            keys = sorted(checkpoint) if isinstance(checkpoint, dict) else []
+            raise SystemExit(f"convert_checkpoint: the checkpoint has no entry '{entry}' (it has {keys})")
+        return state_dict_of(checkpoint[entry])
     if isinstance(checkpoint, dict):
         for key in ("state_dict", "model", "model_state"):
             if key in checkpoint and isinstance(checkpoint[key], dict):
@@ -51,8 +59,9 @@ def main():
     parser.add_argument("checkpoint")
     parser.add_argument("output")
     parser.add_argument("--f64", action="store_true", help="write floating-point tensors as F64")
+    parser.add_argument("--entry", help="the checkpoint entry holding the state_dict (e.g. state_dict_ema)")
     args = parser.parse_args()
-    state = state_dict_of(torch.load(args.checkpoint, map_location="cpu"))
+    state = state_dict_of(torch.load(args.checkpoint, map_location="cpu"), args.entry)
     tensors = {}
     for key, value in state.items():
         name = key[len("module."):] if key.startswith("module.") else key

@@ -1,5 +1,8 @@
+#include <map>
+
 #include "coupling_helpers.hpp"
 #include "rev/column.hpp"
+#include "rev/core/transfer.hpp"
 #include "rev/nn/resample.hpp"
 
 using namespace rev;
@@ -26,6 +29,7 @@ struct fuse_family {
       typename Down::cache down;
       typename Up::cache up;
       typename Post::cache post;
+      bool high = false;
     };
 
     tensor forward(const tensor& low, const tensor* high, context& ctx) {
@@ -36,11 +40,12 @@ struct fuse_family {
     tensor forward(const tensor& low, const tensor* high, context& ctx, cache& c) {
       tensor s = down.forward(low, ctx, c.down);
       if (high) s = ops::add(s, up.forward(*high, ctx, c.up));
+      c.high = high != nullptr;
       return post.forward(s, ctx, c.post);
     }
     std::pair<tensor, tensor> backward(cache& c, const tensor& dy) {
       tensor ds = post.backward(c.post, dy);
-      tensor dhigh = L + 1 < M ? up.backward(c.up, ds) : tensor{};
+      tensor dhigh = c.high ? up.backward(c.up, ds) : tensor{};
       return {down.backward(c.down, ds), dhigh};
     }
     template <class V>
@@ -102,16 +107,17 @@ TEST_CASE("Column: invertible in float32 and float64") {
 TEST_CASE("Column: gamma is clamped to |gamma| >= 1e-3 keeping its sign") {
   Col<double> col;
   auto& g = col.gamma(2).value;
-  g(0) = 4e-4;
-  g(1) = -2e-4;
-  g(2) = 0;
-  g(3) = -0.7;
+  CHECK(g.shape() == Shape{1, 8, 1, 1});  // RevCol's extents
+  g(0, 0, 0, 0) = 4e-4;
+  g(0, 1, 0, 0) = -2e-4;
+  g(0, 2, 0, 0) = 0;
+  g(0, 3, 0, 0) = -0.7;
   context train{phase::train};
   col.forward(column_state<double>(2, 8, 4), train);
-  CHECK(g(0) == 1e-3);
-  CHECK(g(1) == -1e-3);
-  CHECK(g(2) == 1e-3);  // RevCol keeps an exact zero (and then divides by it); rev does not
-  CHECK(g(3) == -0.7);
+  CHECK(g(0, 0, 0, 0) == 1e-3);
+  CHECK(g(0, 1, 0, 0) == -1e-3);
+  CHECK(g(0, 2, 0, 0) == 1e-3);  // RevCol keeps an exact zero (and then divides by it); rev does not
+  CHECK(g(0, 3, 0, 0) == -0.7);
   auto r = testing::check_invertible(col, column_state<double>(2, 8, 5));
   CHECK_MESSAGE(r.ok(1e-9), r.str());
 }
@@ -186,13 +192,53 @@ TEST_CASE("Column: backward equals finite differences (float64, gamma included)"
     col.backward(c, b);
   }
   auto& g = col.gamma(1);
-  const double saved = g.value(2), h = 1e-6;
-  g.value(2) = saved + h;
+  const double saved = g.value(0, 2, 0, 0), h = 1e-6;
+  g.value(0, 2, 0, 0) = saved + h;
   const double up = loss();
-  g.value(2) = saved - h;
+  g.value(0, 2, 0, 0) = saved - h;
   const double down = loss();
-  g.value(2) = saved;
-  CHECK(g.grad(2) == doctest::Approx((up - down) / (2 * h)).epsilon(1e-6));
+  g.value(0, 2, 0, 0) = saved;
+  CHECK(g.grad(0, 2, 0, 0) == doctest::Approx((up - down) / (2 * h)).epsilon(1e-6));
+}
+
+TEST_CASE("Column, first kind: the stem map alone, previous levels zero; exact inverse, no gamma gradient") {
+  using First = Column<M, fuse_family<double>::template Fuse, column_kind::first>;
+  First first;
+  Col<double> next;
+  copy_state(first, next);
+  auto a = column_state<double>(2, 8, 20);
+  for (int l = 1; l <= M; ++l) a[l] = Tensor<double>(a[l].shape());  // zero levels
+  context eval{phase::eval};
+  const auto b = first.forward(a[0], eval);
+  const auto b_next = next.forward(a, eval);
+  for (int l = 0; l <= M; ++l) CHECK(test::max_abs_error(b[l], b_next[l]) == 0);
+  CHECK(test::max_abs_error(first.inverse(b, eval), a[0]) == 0);
+  static_assert(std::same_as<input_t<First>, Tensor<double>>);
+  auto r = testing::check_reversible_gradients(first, a[0]);
+  CHECK_MESSAGE(r.ok(1e-12), r.str());
+  // The stored backward equals a next column's on zero levels (that one is checked against
+  // finite differences above): the stem's gradient and every parameter's, gammas' zero.
+  zero_grad(first);
+  zero_grad(next);
+  Generator gen(2);
+  context train{phase::train, &gen};
+  typename First::cache cf;
+  typename Col<double>::cache cn;
+  auto db = first.forward(a[0], train, cf);
+  next.forward(a, train, cn);
+  for (int l = 0; l <= M; ++l) db[l] = test::random(db[l].shape(), 30 + l);
+  CHECK(test::max_abs_error(first.backward(cf, db), next.backward(cn, db)[0]) < 1e-13);
+  std::map<std::string, Tensor<double>> grads;
+  next.for_each_parameter([&](const std::string& k, Param<double>& p) { grads[k] = p.grad; });
+  first.for_each_parameter([&](const std::string& k, Param<double>& p) {
+    INFO(k);
+    CHECK(test::max_abs_error(p.grad, grads[k]) < 1e-13);
+  });
+  for (int l = 0; l < M; ++l) CHECK(ops::dot(first.gamma(l).grad, first.gamma(l).grad) == 0);
+  // A first column followed by next ones, in a reversible Chain.
+  Chain<First, Repeat<2, Col<double>>> net;
+  auto rn = testing::check_reversible_gradients(net, a[0]);
+  CHECK_MESSAGE(rn.ok(1e-10), rn.str());
 }
 
 namespace column_test {

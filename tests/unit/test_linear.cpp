@@ -248,3 +248,34 @@ TEST_CASE("nn::Linear: an input with the wrong feature count is reported") {
   CHECK_THROWS_WITH_AS(fc.forward(Tensor<float>(), ctx),
                        "rev::nn::Linear<16,4>: input has extents [], expected [..., 16]", shape_error);
 }
+
+TEST_CASE("nn::PointwiseLinear: nn::Linear over the channels at each pixel; finite differences") {
+  Generator g(4);
+  nn::PointwiseLinear<5, 3, true, double> pw(g);
+  CHECK(pw.weight.shape() == Shape{3, 5});
+  nn::Linear<5, 3, true, double> fc;
+  fc.weight.value = pw.weight.value.clone();
+  fc.bias.value = pw.bias.value.clone();
+  const auto x = test::random({2, 5, 3, 4}, 14);
+  context ctx{phase::train};
+  // Reference: the channels-last permutation through nn::Linear, permuted back.
+  Tensor<double> last({2, 3, 4, 5});
+  for (index_t n = 0; n < 2; ++n)
+    for (index_t c = 0; c < 5; ++c)
+      for (index_t h = 0; h < 3; ++h)
+        for (index_t w = 0; w < 4; ++w) last(n, h, w, c) = x(n, c, h, w);
+  const auto ref = fc.forward(last, ctx);
+  const auto y = pw.forward(x, ctx);
+  REQUIRE(y.shape() == Shape{2, 3, 3, 4});
+  double err = 0;
+  for (index_t n = 0; n < 2; ++n)
+    for (index_t o = 0; o < 3; ++o)
+      for (index_t h = 0; h < 3; ++h)
+        for (index_t w = 0; w < 4; ++w) err = std::max(err, std::abs(y(n, o, h, w) - ref(n, h, w, o)));
+  CHECK(err < 1e-14);
+  auto r = testing::check_gradients(pw, x);
+  CHECK_MESSAGE(r.ok(), r.str());
+  CHECK_THROWS_WITH_AS(pw.forward(test::random({2, 4, 3, 4}, 1), ctx),
+                       "rev::nn::PointwiseLinear<5,3>: input has extents [2, 4, 3, 4], expected [N, 5, H, W]",
+                       shape_error);
+}

@@ -89,6 +89,9 @@ TEST_CASE("upsampling: forward and backward equal PyTorch's") {
   check_against_torch(
       "nearest", 4, [](const auto& x, int f) { return ops::upsample_nearest(x, f); },
       [](const auto& dy, int f) { return ops::upsample_nearest_backward(dy, f); });
+  check_against_torch(
+      "aligned", 5, [](const auto& x, int f) { return ops::upsample_bilinear_aligned(x, f); },
+      [](const auto& dy, int f) { return ops::upsample_bilinear_aligned_backward(dy, f); });
 }
 
 TEST_CASE("upsampling layers: backward equals finite differences") {
@@ -116,6 +119,18 @@ TEST_CASE("upsampling layers: backward equals finite differences") {
     auto r = testing::check_gradients(up, one);
     CHECK_MESSAGE(r.ok(), r.str());
   }
+  {
+    nn::UpsampleBilinearAligned<2, double> up;
+    auto r = testing::check_gradients(up, x);
+    CHECK_MESSAGE(r.ok(), r.str());
+    r = testing::check_gradients(up, one);
+    CHECK_MESSAGE(r.ok(), r.str());
+  }
+  {
+    nn::UpsampleBilinearAligned<3, double> up;
+    auto r = testing::check_gradients(up, x);
+    CHECK_MESSAGE(r.ok(), r.str());
+  }
 }
 
 TEST_CASE("upsampling: float on large maps, many threads, backward is the adjoint") {
@@ -132,6 +147,9 @@ TEST_CASE("upsampling: float on large maps, many threads, backward is the adjoin
     CHECK(test::max_abs_error(yn, naive_nearest(ops::cast<double>(x), f)) == 0);
     const double ln = ops::dot(yn, g), rn = ops::dot(x, ops::upsample_nearest_backward(g, f));
     CHECK(std::abs(ln - rn) < 1e-4 * std::abs(ln) + 1e-3);
+    auto ya = ops::upsample_bilinear_aligned(x, f);
+    const double la = ops::dot(ya, g), ra = ops::dot(x, ops::upsample_bilinear_aligned_backward(g, f));
+    CHECK(std::abs(la - ra) < 1e-4 * std::abs(la) + 1e-3);
   }
 }
 
@@ -166,4 +184,11 @@ TEST_CASE("upsampling: bad inputs raise errors that name the op") {
                        shape_error);
   CHECK_THROWS_WITH_AS(ops::upsample_nearest_backward(x, 0),
                        "rev::ops::upsample_nearest_backward: factor must be >= 1, got 0", value_error);
+  CHECK_THROWS_WITH_AS(ops::upsample_bilinear_aligned(x3, 2),
+                       "rev::ops::upsample_bilinear_aligned: input has rank 3 (extents [2, 3, 4]), expected rank 4",
+                       shape_error);
+  CHECK_THROWS_WITH_AS(ops::upsample_bilinear_aligned_backward(x, 4),
+                       "rev::ops::upsample_bilinear_aligned_backward: gradient has extents [1, 2, 4, 6], expected H "
+                       "and W divisible by the factor 4",
+                       shape_error);
 }

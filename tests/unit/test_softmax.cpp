@@ -1,3 +1,4 @@
+#include <cmath>
 #include <vector>
 
 #include "helpers.hpp"
@@ -185,4 +186,36 @@ TEST_CASE("softmax and cross-entropy errors") {
   CHECK_THROWS_WITH_AS(
       ops::cross_entropy(inf, std::span<const int>(ok)),
       "rev::ops::cross_entropy: the loss of sample 2 is not finite; its logits hold an infinity or a NaN", value_error);
+}
+
+TEST_CASE("bce_with_logits: value and gradient equal the definition and finite differences") {
+  const Tensor<double> z = test::random({2, 3, 4}, 40);
+  Tensor<double> t = test::random({2, 3, 4}, 41);
+  for (double& v : t) v = 0.5 + 0.45 * v / (1 + std::abs(v));
+  double naive = 0;
+  for (index_t i = 0; i < z.numel(); ++i) {
+    const double p = 1 / (1 + std::exp(-z.data()[i]));
+    naive -= t.data()[i] * std::log(p) + (1 - t.data()[i]) * std::log(1 - p);
+  }
+  naive /= static_cast<double>(z.numel());
+  CHECK(ops::bce_with_logits(z, t) == doctest::Approx(naive).epsilon(1e-12));
+  const Tensor<double> dz = ops::bce_with_logits_backward(z, t, 2.5);
+  for (index_t i : {index_t{0}, index_t{7}, index_t{23}}) {
+    Tensor<double> up = z.clone(), down = z.clone();
+    up.data()[i] += 1e-6;
+    down.data()[i] -= 1e-6;
+    const double fd = 2.5 * (ops::bce_with_logits(up, t) - ops::bce_with_logits(down, t)) / 2e-6;
+    CHECK(dz.data()[i] == doctest::Approx(fd).epsilon(1e-6));
+  }
+  // Large logits stay finite (the log1p(exp(-|z|)) form).
+  Tensor<double> big({2});
+  big.data()[0] = 800, big.data()[1] = -800;
+  Tensor<double> half({2});
+  half.fill(0.5);
+  CHECK(ops::bce_with_logits(big, half) == doctest::Approx(400));
+  CHECK_THROWS_WITH_AS(
+      ops::bce_with_logits(z, test::random({2, 3}, 1)),
+      "rev::ops::bce_with_logits: logits have extents [2, 3, 4], the target [2, 3]; they must be equal", shape_error);
+  big.data()[0] = std::nan("");
+  CHECK_THROWS_AS(ops::bce_with_logits(big, half), value_error);
 }

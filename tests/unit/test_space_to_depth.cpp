@@ -99,6 +99,21 @@ TEST_CASE("SpaceToDepth layer: finite differences, invertibility, reversible bac
     auto r = testing::check_gradients(s2d, x);
     CHECK_MESSAGE(r.ok(), r.str());
   }
+  {  // PixelShuffle: PyTorch's order, the inverse of PixelUnshuffle
+    nn::PixelShuffle<2, double> shuffle;
+    auto d = test::random({2, 12, 3, 2}, 26);
+    context ctx;
+    auto y = shuffle.forward(d, ctx);
+    REQUIRE(y.shape() == Shape{2, 3, 6, 4});
+    CHECK(y(1, 2, 5, 3) == d(1, 2 * 4 + 1 * 2 + 1, 2, 1));
+    CHECK(y(0, 1, 2, 1) == d(0, 1 * 4 + 0 * 2 + 1, 1, 0));
+    CHECK(test::max_abs_error(ops::space_to_depth(y, 2, s2d_order::pixel_unshuffle), d) == 0);
+    auto r = testing::check_gradients(shuffle, d);
+    CHECK_MESSAGE(r.ok(), r.str());
+    auto inv = testing::check_invertible(shuffle, d);
+    CHECK_MESSAGE(inv.ok(0.0), inv.str());
+  }
+  static_assert(Coupling<nn::PixelShuffle<4>>);
   static_assert(Coupling<nn::SpaceToDepth<4, s2d_order::revbifpn>>);
   static_assert(Layer<nn::SpaceToDepth<4, s2d_order::revbifpn>>);
 }

@@ -80,4 +80,21 @@ class NamedAt : public L {
   }
 };
 
+/// Block L adding no key of its own: inside a container its parameters are named as if they
+/// were the container's (no "<i>"). For structure a model has and the official module tree
+/// does not, such as the taps RevCol's intermediate heads hang from. Like Named, it is L in
+/// every other respect.
+template <class L>
+class Unnamed : public L {
+ public:
+  template <class T2, class B2>
+  using rebind = Unnamed<rebind_t<L, T2, B2>>;
+  /// No key: child_prefix passes the container's prefix through.
+  static constexpr std::string_view key{};
+
+  using L::L;
+  Unnamed() = default;
+  explicit Unnamed(L inner) : L(std::move(inner)) {}
+};
+
 }  // namespace rev

@@ -9,21 +9,29 @@
 //                                                  high_l = a_{l+1} (none for the top level).
 //
 // The inverse runs top-down, a_{M-1} first, because each level's high input is the previous
-// column's reconstructed level above. gamma_l is learnable and channel-wise; before every
-// forward it is clamped in place to |gamma| >= 1e-3 keeping its sign (RevCol's safeguard for
-// the division in the inverse; an exactly zero gamma becomes +1e-3 instead of staying 0).
+// column's reconstructed level above. gamma_l is learnable and channel-wise ([1, C_l, 1, 1], as
+// RevCol stores it); before every
+// forward (train or eval; not the recompute of a walk back) it is clamped in place to |gamma| >= 1e-3 keeping its sign
+// (RevCol's safeguard for the division in the inverse; an exactly zero gamma becomes +1e-3 instead of staying 0).
 //
 // Fuse<l> is a two-input layer: forward(low, high, ctx[, cache]) where high is nullptr for
 // the top level, backward(cache, dy) -> {dlow, dhigh}; it states low_channels, high_channels
-// and out_channels.
+// and out_channels. rev::Fusion (graph/fusion.hpp) builds one from a down path, an up path and
+// a body.
+//
+// Column<M, Fuse, column_kind::first> is a network's first column: it reads the stem map x alone,
+// its previous levels being zero (RevCol's first column scales zeros: b_l = Fuse_l(low_l, -)),
+// so its inverse is exact and its gammas get no gradient; Fuse<l> has no high input there.
 #pragma once
 
+#include <array>
 #include <cmath>
 #include <string>
 #include <tuple>
 #include <utility>
 
 #include "rev/core/layer.hpp"
+#include "rev/core/signature.hpp"
 #include "rev/core/traits.hpp"
 #include "rev/coupling/coupling.hpp"
 #include "rev/cpu.hpp"
@@ -105,7 +113,11 @@ struct rebound_fuse {
 };
 }  // namespace detail
 
-template <int M, template <int> class Fuse>
+/// Where a Column stands: `next` maps the previous column's levels; `first` starts from the
+/// stem map alone (its previous levels are zero: b_l = Fuse_l(low_l) + gamma_l * 0).
+enum class column_kind { next, first };
+
+template <int M, template <int> class Fuse, column_kind Kind = column_kind::next>
 class Column {
   static_assert(M >= 1, "rev::Column<M,Fuse>: needs at least one level");
   static_assert((FusionLayer<Fuse<0>>),
@@ -119,6 +131,7 @@ class Column {
   template <class... Ts>
   static auto caches_of(std::tuple<Ts...>*) -> std::tuple<typename Ts::cache...>;
   using fuse_caches = decltype(caches_of(static_cast<fuses*>(nullptr)));
+  static constexpr bool first = Kind == column_kind::first;
 
  public:
   using value_type = typename Fuse<0>::value_type;
@@ -126,17 +139,26 @@ class Column {
   // Itself for its own element type and backend (an alias of Fuse is another template).
   template <class T2, class B2>
   using rebind = std::conditional_t<std::same_as<T2, value_type> && std::same_as<B2, backend>, Column,
-                                    Column<M, detail::rebound_fuse<Fuse, T2, B2>::template type>>;
+                                    Column<M, detail::rebound_fuse<Fuse, T2, B2>::template type, Kind>>;
   static constexpr bool is_coupling = true;
   static_assert(std::same_as<backend, cpu>,
                 "rev::Column<M,Fuse>: CPU-only for now (its levels are host tensors); Fuse<l> must run on rev::cpu");
   using tensor_type = Tensor<value_type, backend>;
   using param_type = Param<value_type, backend>;
-  using input_type = Tensors<value_type, M + 1, backend>;  // {x, a_0, ..., a_{M-1}}
-  using output_type = input_type;                          // {x, b_0, ..., b_{M-1}}
+  using output_type = Tensors<value_type, M + 1, backend>;                 // {x, b_0, ..., b_{M-1}}
+  using input_type = std::conditional_t<first, tensor_type, output_type>;  // x, or {x, a_0, ..., a_{M-1}}
   static constexpr double min_gamma = 1e-3;
   template <int L>
   static constexpr int channels = Fuse<L>::out_channels;
+  static constexpr signature<M + 1> out_signature(const signature<first ? 1 : M + 1>& reaching) {
+    signature<M + 1> s{};
+    s[0] = reaching[0];
+    [&]<std::size_t... L>(std::index_sequence<L...>) {
+      ((s[L + 1] = {layout::map, Fuse<static_cast<int>(L)>::out_channels}), ...);
+    }
+    (std::make_index_sequence<M>{});
+    return s;
+  }
 
   struct cache {
     fuse_caches fuse;
@@ -146,7 +168,7 @@ class Column {
   /// gamma_l initialised to `gamma0` (RevCol: 0.5) in every channel.
   explicit Column(double gamma0 = 0.5) {
     each_level([&](auto, auto l) {
-      gamma_[l] = param_type({channels<decltype(l)::value>});
+      gamma_[l] = param_type({1, channels<decltype(l)::value>, 1, 1});
       gamma_[l].value.fill(static_cast<value_type>(gamma0));
     });
   }
@@ -155,16 +177,17 @@ class Column {
   output_type forward(const input_type& a, context& ctx, cache& c) { return run(a, ctx, &c); }
 
   input_type backward(cache& c, const output_type& db) {
-    input_type da;
-    da[0] = db[0];
+    input_type da = start(db[0]);
     tensor_type u;  // total gradient reaching b_l, top-down
     each_level_down([&](auto& fuse, auto l) {
       const std::size_t L = l;
       tensor_type ul = L + 1 < M ? accumulated(db[L + 1], u) : db[L + 1];
       auto [dlow, dhigh] = fuse.backward(std::get<L>(c.fuse), ul);
-      level_backward(L, ul, c.a[L + 1], da);
-      if (!dhigh.empty()) ops::accumulate(da[L + 2], dhigh);
-      if (L == 0) ops::accumulate(da[0], dlow);
+      if constexpr (!first) level_backward(L, ul, c.a[L + 1], da);
+      if constexpr (!first) {
+        if (!dhigh.empty()) ops::accumulate(da[L + 2], dhigh);
+      }
+      if (L == 0) ops::accumulate(stem(da), dlow);
       else u = dlow;
     });
     c = cache{};
@@ -172,33 +195,32 @@ class Column {
   }
 
   input_type inverse(const output_type& b, context& ctx) {
-    input_type a;
-    a[0] = b[0];
-    each_level_down([&](auto& fuse, auto l) {
-      const std::size_t L = l;
-      const tensor_type& low = b[L];
-      const tensor_type* high = L + 1 < M ? &a[L + 2] : nullptr;
-      a[L + 1] = unscale(L, b[L + 1], fuse.forward(low, high, ctx));
-    });
+    input_type a = start(b[0]);
+    if constexpr (!first) {
+      each_level_down([&](auto& fuse, auto l) {
+        const std::size_t L = l;
+        a[L + 1] = unscale(L, b[L + 1], fuse.forward(b[L], high(a, L), ctx));
+      });
+    }
     return a;
   }
 
   reconstructed<input_type> backward_reversible(const output_type& b, const output_type& db) {
     context ctx = recompute_context();
-    input_type a, da;
-    a[0] = b[0];
-    da[0] = db[0];
+    input_type a = start(b[0]), da = start(db[0]);
     tensor_type u;
     each_level_down([&](auto& fuse, auto l) {  // one evaluation of Fuse_l: reconstruction and gradient
       const std::size_t L = l;
       typename std::remove_cvref_t<decltype(fuse)>::cache fc;
-      const tensor_type* high = L + 1 < M ? &a[L + 2] : nullptr;
-      a[L + 1] = unscale(L, b[L + 1], fuse.forward(b[L], high, ctx, fc));
+      tensor_type f = fuse.forward(b[L], high(a, L), ctx, fc);
+      if constexpr (!first) a[L + 1] = unscale(L, b[L + 1], f);
       tensor_type ul = L + 1 < M ? accumulated(db[L + 1], u) : db[L + 1];
       auto [dlow, dhigh] = fuse.backward(fc, ul);
-      level_backward(L, ul, a[L + 1], da);
-      if (!dhigh.empty()) ops::accumulate(da[L + 2], dhigh);
-      if (L == 0) ops::accumulate(da[0], dlow);
+      if constexpr (!first) {
+        level_backward(L, ul, a[L + 1], da);
+        if (!dhigh.empty()) ops::accumulate(da[L + 2], dhigh);
+      }
+      if (L == 0) ops::accumulate(stem(da), dlow);
       else u = dlow;
     });
     return {std::move(a), std::move(da)};
@@ -220,6 +242,8 @@ class Column {
     each_level([&](auto& fuse, auto) { v(fuse); });
   }
 
+  /// gamma_l. A first column has them too (RevCol stores them), with gradient zero: they
+  /// multiply zeros.
   param_type& gamma(int l) { return gamma_[static_cast<std::size_t>(l)]; }
   template <int L>
   auto& level() {
@@ -227,6 +251,31 @@ class Column {
   }
 
  private:
+  // The state a column's input starts from: x alone (first), or {x, -, ..., -}.
+  static input_type start(const tensor_type& x) {
+    if constexpr (first) {
+      return x;
+    } else {
+      input_type a;
+      a[0] = x;
+      return a;
+    }
+  }
+  static tensor_type& stem(input_type& a) {
+    if constexpr (first) return a;
+    else return a[0];
+  }
+  static const tensor_type& stem(const input_type& a) {
+    if constexpr (first) return a;
+    else return a[0];
+  }
+  // Level l's high input: the previous column's level l + 1 (none at the top, none in a first
+  // column).
+  static const tensor_type* high(const input_type& a, std::size_t l) {
+    if constexpr (first) return nullptr;
+    else return l + 1 < M ? &a[l + 2] : nullptr;
+  }
+
   // gamma <- sign(gamma) * max(|gamma|, 1e-3), zero counted as positive.
   void clamp_gamma() {
     for (auto& g : gamma_)
@@ -237,8 +286,8 @@ class Column {
   // gamma_l * a (channel-wise)
   tensor_type scale(std::size_t l, const tensor_type& t, bool inverse) const {
     const auto& g = gamma_[l].value;
-    check<shape_error>(t.rank() == 4 && t.size(1) == g.numel(), "rev::Column: level ", l, " has extents ", t.shape(),
-                       ", expected [N, ", g.numel(), ", H, W]");
+    check<shape_error>(t.rank() == 4 && t.size(1) == static_cast<index_t>(g.numel()), "rev::Column: level ", l,
+                       " has extents ", t.shape(), ", expected [N, ", g.numel(), ", H, W]");
     tensor_type out = tensor_type::uninitialized(t.shape());
     const index_t C = t.size(1), hw = t.size(2) * t.size(3);
     for (index_t n = 0; n < t.size(0); ++n)
@@ -273,20 +322,26 @@ class Column {
   static tensor_type accumulated(const tensor_type& a, const tensor_type& b) { return b.empty() ? a : ops::add(a, b); }
 
   output_type run(const input_type& a, context& ctx, cache* c) {
-    if (ctx.mode == phase::train) clamp_gamma();
+    if (ctx.mode != phase::recompute) clamp_gamma();
     output_type b;
-    b[0] = a[0];
+    b[0] = stem(a);
     each_level([&](auto& fuse, auto l) {
       const std::size_t L = l;
-      const tensor_type* high = L + 1 < M ? &a[L + 2] : nullptr;
-      tensor_type f = c ? fuse.forward(b[L], high, ctx, std::get<L>(c->fuse)) : fuse.forward(b[L], high, ctx);
-      tensor_type s = scale(L, a[L + 1], false);
-      check<shape_error>(f.shape() == s.shape(), "rev::Column: level ", L, " computes extents ", f.shape(),
-                         " but the previous column's level has extents ", s.shape());
-      ops::add_(s, f);
-      b[L + 1] = std::move(s);
+      tensor_type f =
+          c ? fuse.forward(b[L], high(a, L), ctx, std::get<L>(c->fuse)) : fuse.forward(b[L], high(a, L), ctx);
+      if constexpr (first) {
+        b[L + 1] = std::move(f);  // + gamma_l * 0
+      } else {
+        tensor_type s = scale(L, a[L + 1], false);
+        check<shape_error>(f.shape() == s.shape(), "rev::Column: level ", L, " computes extents ", f.shape(),
+                           " but the previous column's level has extents ", s.shape());
+        ops::add_(s, f);
+        b[L + 1] = std::move(s);
+      }
     });
-    if (c) c->a = a;
+    if constexpr (!first) {
+      if (c) c->a = a;
+    }
     return b;
   }
 

@@ -68,6 +68,35 @@ struct loss_kernels {
     });
     return dz;
   }
+
+  template <Scalar T>
+  static double bce_with_logits(const Tensor<T>& logits, const Tensor<T>& target) {
+    constexpr const char* who = "rev::ops::bce_with_logits";
+    detail::bce_check(who, logits, target);
+    const T* z = logits.data();
+    const T* t = target.data();
+    double sum = 0;
+    for (index_t i = 0; i < logits.numel(); ++i) {
+      const double zi = z[i];
+      sum += std::max(zi, 0.0) - zi * static_cast<double>(t[i]) + std::log1p(std::exp(-std::abs(zi)));
+    }
+    check<value_error>(std::isfinite(sum), who,
+                       ": the loss is not finite; the logits or targets hold an infinity or a NaN");
+    return sum / static_cast<double>(logits.numel());
+  }
+
+  template <Scalar T>
+  static Tensor<T> bce_with_logits_backward(const Tensor<T>& logits, const Tensor<T>& target, double dloss) {
+    detail::bce_check("rev::ops::bce_with_logits_backward", logits, target);
+    Tensor<T> dz = Tensor<T>::uninitialized(logits.shape());
+    const double scale = dloss / static_cast<double>(logits.numel());
+    const T* z = logits.data();
+    const T* t = target.data();
+    T* d = dz.data();
+    for (index_t i = 0; i < logits.numel(); ++i)
+      d[i] = static_cast<T>(scale * (1 / (1 + std::exp(-static_cast<double>(z[i]))) - static_cast<double>(t[i])));
+    return dz;
+  }
 };
 
 }  // namespace rev::ops::host

@@ -94,6 +94,27 @@ struct bilinear_axis {
   }
 };
 
+// Bilinear taps along one axis of length n, up-sampled to n*f with align_corners = true: output
+// o reads u = o * (n - 1) / (n*f - 1), i0 = floor(u), i1 = min(i0 + 1, n - 1), weight u - i0 on i1.
+template <Scalar T>
+struct aligned_axis {
+  std::vector<index_t> i0, i1;
+  std::vector<T> w1;
+
+  aligned_axis(index_t n, int f) {
+    const index_t m = n * f;
+    const double scale = m > 1 ? static_cast<double>(n - 1) / static_cast<double>(m - 1) : 0.0;
+    for (index_t o = 0; o < m; ++o) {
+      const double u = scale * static_cast<double>(o);
+      const index_t i = std::min(static_cast<index_t>(u), n - 1);
+      i0.push_back(i);
+      i1.push_back(std::min(i + 1, n - 1));
+      w1.push_back(static_cast<T>(u - static_cast<double>(i)));
+    }
+  }
+  index_t size() const { return static_cast<index_t>(i0.size()); }
+};
+
 }  // namespace rev::ops::detail
 
 namespace rev::ops::host {
@@ -166,6 +187,80 @@ struct resample_kernels {
           for (index_t h = 0; h < H; ++h) axis.template adjoint<F>(rows.data() + h * Wo, W, out + h * W);
         }
       });
+    });
+    return dx;
+  }
+
+  template <Scalar T>
+  static Tensor<T> upsample_bilinear_aligned(const Tensor<T>& x, int factor) {
+    detail::check_resample_args(x, factor, "rev::ops::upsample_bilinear_aligned", "input");
+    const index_t planes = x.size(0) * x.size(1), H = x.size(2), W = x.size(3), Ho = H * factor, Wo = W * factor;
+    Tensor<T> y = Tensor<T>::uninitialized({x.size(0), x.size(1), Ho, Wo});
+    if (op_counts* c = rev::detail::active_op_counts()) c->upsample_elements += y.numel();
+    if (y.numel() == 0) return y;
+    const detail::aligned_axis<T> ah(H, factor), aw(W, factor);
+    const T* px = x.data();
+    T* py = y.data();
+    // Per plane: interpolate each input row along W into `rows` [H, Wo], then blend pairs of rows.
+    parallel_for(planes, std::max<index_t>(1, detail::resample_grain / (Ho * Wo)), [&](index_t b, index_t e) {
+      std::vector<T> rows(static_cast<std::size_t>(H * Wo));
+      for (index_t p = b; p < e; ++p) {
+        const T* in = px + p * H * W;
+        T* out = py + p * Ho * Wo;
+        for (index_t h = 0; h < H; ++h)
+          for (index_t o = 0; o < Wo; ++o) {
+            const auto k = static_cast<std::size_t>(o);
+            const T w1 = aw.w1[k];
+            rows[static_cast<std::size_t>(h * Wo + o)] = (T(1) - w1) * in[h * W + aw.i0[k]] + w1 * in[h * W + aw.i1[k]];
+          }
+        for (index_t oh = 0; oh < Ho; ++oh) {
+          const auto k = static_cast<std::size_t>(oh);
+          const T w1 = ah.w1[k], w0 = T(1) - w1;
+          const T* r0 = rows.data() + ah.i0[k] * Wo;
+          const T* r1 = rows.data() + ah.i1[k] * Wo;
+          T* dst = out + oh * Wo;
+          for (index_t o = 0; o < Wo; ++o) dst[o] = w0 * r0[o] + w1 * r1[o];
+        }
+      }
+    });
+    return y;
+  }
+
+  template <Scalar T>
+  static Tensor<T> upsample_bilinear_aligned_backward(const Tensor<T>& dy, int factor) {
+    const Shape xs = detail::downsampled_shape(dy, factor, "rev::ops::upsample_bilinear_aligned_backward");
+    const index_t planes = xs[0] * xs[1], H = xs[2], W = xs[3], Ho = dy.size(2), Wo = dy.size(3);
+    Tensor<T> dx = Tensor<T>::uninitialized(xs);
+    if (dx.numel() == 0) return dx;
+    const detail::aligned_axis<T> ah(H, factor), aw(W, factor);
+    const T* pdy = dy.data();
+    T* pdx = dx.data();
+    // The forward's steps transposed, in reverse: scatter output rows onto `rows` [H, Wo], then
+    // scatter each row along W.
+    parallel_for(planes, std::max<index_t>(1, detail::resample_grain / (Ho * Wo)), [&](index_t b, index_t e) {
+      std::vector<T> rows(static_cast<std::size_t>(H * Wo));
+      for (index_t p = b; p < e; ++p) {
+        const T* g = pdy + p * Ho * Wo;
+        std::fill(rows.begin(), rows.end(), T(0));
+        for (index_t oh = 0; oh < Ho; ++oh) {
+          const auto k = static_cast<std::size_t>(oh);
+          const T w1 = ah.w1[k], w0 = T(1) - w1;
+          T* r0 = rows.data() + ah.i0[k] * Wo;
+          T* r1 = rows.data() + ah.i1[k] * Wo;
+          const T* src = g + oh * Wo;
+          for (index_t o = 0; o < Wo; ++o) r0[o] += w0 * src[o];
+          for (index_t o = 0; o < Wo; ++o) r1[o] += w1 * src[o];
+        }
+        T* out = pdx + p * H * W;
+        std::fill(out, out + H * W, T(0));
+        for (index_t h = 0; h < H; ++h)
+          for (index_t o = 0; o < Wo; ++o) {
+            const auto k = static_cast<std::size_t>(o);
+            const T v = rows[static_cast<std::size_t>(h * Wo + o)], w1 = aw.w1[k];
+            out[h * W + aw.i0[k]] += (T(1) - w1) * v;
+            out[h * W + aw.i1[k]] += w1 * v;
+          }
+      }
     });
     return dx;
   }

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cmath>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -132,8 +133,10 @@ class anomaly_block {
 /// The name of child i of a container in an anomaly path: its key if it is Named, else i.
 template <class S>
 std::string child_name(std::size_t i) {
-  if constexpr (requires { S::key; }) return std::string(S::key);
-  else return std::to_string(i);
+  if constexpr (requires { S::key; }) {
+    if (!std::string_view(S::key).empty()) return std::string(S::key);
+  }
+  return std::to_string(i);
 }
 
 }  // namespace detail

@@ -4,8 +4,11 @@
 //
 //   rev::ConcatStreams<2>   {x_1, x_2} -> [x_1 | x_2] along the last extent   (a coupling)
 //   rev::MeanStreams<2>     {x_1, x_2} -> (x_1 + x_2) / 2                      (an ordinary block)
+//
+// RevCol's classifier reads one level of the last column's state: rev::Select<I, N>.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <vector>
 
@@ -109,6 +112,37 @@ class MeanStreams : public layer_types<T, B>, public no_parameters {
     ops::scale_(d, T(1) / T(N));
     dx[0] = d;
     for (std::size_t s = 1; s < n; ++s) dx[s] = d.clone();
+    return dx;
+  }
+};
+
+/// Stream I of N, y = x_I; the other streams' gradients are zero (an ordinary block: the
+/// other streams cannot be recovered from y).
+template <int I, int N, Scalar T = float, class B = cpu>
+class Select : public layer_types<T, B>, public no_parameters {
+  static_assert(0 <= I && I < N, "rev::Select<I, N>: I must be in [0, N)");
+
+ public:
+  template <Scalar T2, class B2>
+  using rebind = Select<I, N, T2, B2>;
+  using tensor_type = Tensor<T, B>;
+  using input_type = Tensors<T, N, B>;
+  using output_type = tensor_type;
+  static constexpr signature<1> out_signature(const signature<N>& reaching) { return {reaching[I]}; }
+  struct cache {
+    std::array<Shape, N> shapes;
+  };
+
+  output_type forward(const input_type& x, context&) { return x[I]; }
+  output_type forward(const input_type& x, context&, cache& c) {
+    for (std::size_t s = 0; s < x.size(); ++s) c.shapes[s] = x[s].shape();
+    return x[I];
+  }
+  input_type backward(cache& c, const output_type& dy) {
+    check<shape_error>(dy.shape() == c.shapes[I], "rev::Select<", I, ", ", N, ">: gradient has extents ", dy.shape(),
+                       ", expected ", c.shapes[I]);
+    input_type dx;
+    for (std::size_t s = 0; s < dx.size(); ++s) dx[s] = s == I ? dy : tensor_type(c.shapes[s]);
     return dx;
   }
 };

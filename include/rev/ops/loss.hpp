@@ -62,4 +62,27 @@ Tensor<T, B> cross_entropy_backward(const Tensor<T, B>& logits, std::span<const 
   return kernels<B>::cross_entropy_backward(logits, targets, label_smoothing, dloss);
 }
 
+namespace detail {
+template <Scalar T, class B>
+void bce_check(const char* who, const Tensor<T, B>& logits, const Tensor<T, B>& target) {
+  check<shape_error>(logits.shape() == target.shape(), who, ": logits have extents ", logits.shape(), ", the target ",
+                     target.shape(), "; they must be equal");
+  check<shape_error>(logits.numel() > 0, who, ": empty logits");
+}
+}  // namespace detail
+
+/// Mean binary cross-entropy of logits z against targets t in [0, 1] (PyTorch's
+/// BCEWithLogitsLoss, mean over every element): mean(max(z, 0) - z t + log(1 + exp(-|z|))).
+/// Throws rev::value_error if the loss is not finite.
+template <Scalar T, class B>
+double bce_with_logits(const Tensor<T, B>& logits, const Tensor<T, B>& target) {
+  return kernels<B>::bce_with_logits(logits, target);
+}
+
+/// Gradient of dloss * bce_with_logits(z, t) with respect to z: dloss (sigmoid(z) - t) / numel.
+template <Scalar T, class B>
+Tensor<T, B> bce_with_logits_backward(const Tensor<T, B>& logits, const Tensor<T, B>& target, double dloss = 1) {
+  return kernels<B>::bce_with_logits_backward(logits, target, dloss);
+}
+
 }  // namespace rev::ops

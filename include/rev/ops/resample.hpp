@@ -1,6 +1,7 @@
-// Up-sampling of NCHW maps by an integer factor: bilinear (align_corners = false) and nearest,
-// with PyTorch's conventions for a given scale_factor (RevBiFPN's fusion transforms, RevCol's
-// up-sampling). Both are separable and linear; the backwards are their adjoints.
+// Up-sampling of NCHW maps by an integer factor: bilinear with align_corners = false and = true,
+// and nearest, with PyTorch's conventions for a given scale_factor (RevBiFPN's fusion
+// transforms, RevCol's up paths and image decoders). All are separable and linear; the
+// backwards are their adjoints.
 #pragma once
 
 #include <algorithm>
@@ -43,6 +44,20 @@ Tensor<T, B> upsample_bilinear(const Tensor<T, B>& x, int factor) {
 template <Scalar T, class B>
 Tensor<T, B> upsample_bilinear_backward(const Tensor<T, B>& dy, int factor) {
   return kernels<B>::upsample_bilinear_backward(dy, factor);
+}
+
+/// Bilinear up-sampling by `factor` with align_corners = true: [N, C, H, W] -> [N, C, H*f, W*f],
+/// output row o reads the input at o * (H - 1) / (H*f - 1) (the corner pixels of input and
+/// output coincide), likewise along W.
+template <Scalar T, class B>
+Tensor<T, B> upsample_bilinear_aligned(const Tensor<T, B>& x, int factor) {
+  return kernels<B>::upsample_bilinear_aligned(x, factor);
+}
+
+/// The adjoint of upsample_bilinear_aligned: dy [N, C, H*f, W*f] -> dx [N, C, H, W].
+template <Scalar T, class B>
+Tensor<T, B> upsample_bilinear_aligned_backward(const Tensor<T, B>& dy, int factor) {
+  return kernels<B>::upsample_bilinear_aligned_backward(dy, factor);
 }
 
 /// Nearest up-sampling by `factor`: y[n, c, o, p] = x[n, c, floor(o / f), floor(p / f)].
