@@ -46,7 +46,6 @@ struct Wide : Mini {
 
 using testing::worst;
 
-template <class T>
 std::vector<int> targets_of(const io::file& f) {
   const Tensor<double> t = f.tensor<double>("loss.targets");
   std::vector<int> y;
@@ -246,7 +245,7 @@ TEST_CASE("RevCol-mini: the compound loss equals the official one, its gradient 
   }
   const io::file ref = io::load(golden + ".io.safetensors");
   const Tensor<double> image = ref.tensor<double>("input");
-  const std::vector<int> y = targets_of<double>(ref);
+  const std::vector<int> y = targets_of(ref);
   std::map<std::string, Tensor<double>> grads[2];
   for (mode m : {mode::stored, mode::reversible}) {
     RevCol<Mini, double> net;

@@ -183,8 +183,8 @@ class Column {
       const std::size_t L = l;
       tensor_type ul = L + 1 < M ? accumulated(db[L + 1], u) : db[L + 1];
       auto [dlow, dhigh] = fuse.backward(std::get<L>(c.fuse), ul);
-      if constexpr (!first) level_backward(L, ul, c.a[L + 1], da);
       if constexpr (!first) {
+        level_backward(L, ul, c.a[L + 1], da);
         if (!dhigh.empty()) ops::accumulate(da[L + 2], dhigh);
       }
       if (L == 0) ops::accumulate(stem(da), dlow);
