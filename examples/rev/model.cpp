@@ -1,5 +1,5 @@
 // One model of the `rev` tool's zoo, chosen at compile time: REV_CLI_REVBIFPN=S0..S6,
-// REV_CLI_REVNET=R38|R110|R164 or REV_CLI_REVCOL=T|S|B|L|XL (examples/CMakeLists.txt compiles
+// REV_CLI_REVNET=R38|R110|R164 or REV_CLI_REVCOL=T|S|B|L|XL|H (examples/CMakeLists.txt compiles
 // this file once per model).
 #include <cctype>
 #include <string>

@@ -81,6 +81,18 @@ struct fuse_with_high {
 static_assert(ColumnCompatible<1, fuse_with_high<any_channels>::F>);
 static_assert(ColumnCompatible<3, fuse_with_high<any_channels>::F>);
 static_assert(!ColumnCompatible<3, fuse_with_high<7>::F>);
+// A level reading the top level too (RevCol-H's level 0) must take the top level's channels.
+template <int Top>
+struct fuse_with_top {
+  template <int L>
+  struct F : fuse_with_high<any_channels>::F<L> {
+    static constexpr int top_channels = Top;
+  };
+};
+static_assert(ReadsTop<fuse_with_top<8>::F<0>> && !ReadsTop<fuse_with_high<7>::F<0>>);
+static_assert(ColumnCompatible<3, fuse_with_top<8>::F> && !ColumnCompatible<3, fuse_with_top<6>::F>);
+static_assert(std::same_as<decltype(detail::column_check<3, fuse_with_top<6>::F>())::type,
+                           Column_level<0>::reads_top<6>::but_top_level_returns<8>>);
 
 // Signatures: layouts and widths of every layer, features of Linear and attention included.
 using Mlp = nn::Sequential<nn::LayerNorm<384>, nn::Linear<384, 1536>>;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "helpers.hpp"
+#include "rev/column.hpp"
 #include "rev/core/named.hpp"
 #include "rev/core/transfer.hpp"
 #include "rev/graph/chain.hpp"
@@ -29,13 +30,13 @@ using Up =
     Named<"up", nn::Sequential<nn::Conv2d<5, 4, nn::conv_opts{.kernel = 1}, double>, nn::UpsampleNearest<2, double>>>;
 using Body = Named<"body", nn::Sequential<nn::Conv2d<4, 4, nn::conv_opts{.kernel = 3}, double>, nn::GELU<double>>>;
 using Level = Fusion<Down, Up, Body>;
-using Top = Fusion<Down, no_input, Body>;
+using TopLevel = Fusion<Down, no_input, Body>;
 
 }  // namespace
 
 TEST_CASE("Fusion: y = Body(Down(low) + Up(high)); backward equals finite differences") {
   static_assert(Level::low_channels == 3 && Level::high_channels == 5 && Level::out_channels == 4);
-  static_assert(Top::high_channels == any_channels);
+  static_assert(TopLevel::high_channels == any_channels);
   Level f;
   const Tensor<double> low = test::random({2, 3, 8, 8}, 1), high = test::random({2, 5, 2, 2}, 2);
   context ctx{phase::train};
@@ -64,11 +65,47 @@ TEST_CASE("Fusion: y = Body(Down(low) + Up(high)); backward equals finite differ
                        "needs H and W multiples of 32)",
                        shape_error);
 
-  Top t;
-  Top::cache c;
+  TopLevel t;
+  TopLevel::cache c;
   const Tensor<double> yt = t.forward(low, &high, ctx, c);  // high ignored
   CHECK(test::max_abs_error(yt, t.body().forward(t.down().forward(low, ctx), ctx)) == 0);
   CHECK(t.backward(c, yt).second.empty());
+}
+
+TEST_CASE("Fusion with a top input: y = Body(Down(low) + Up(high) + Top(top)); finite differences") {
+  using Up2 =
+      Named<"up2",
+            nn::Sequential<nn::Conv2d<6, 4, nn::conv_opts{.kernel = 1}, double>, nn::UpsampleNearest<4, double>>>;
+  using Three = Fusion<Down, Up, Body, Up2>;
+  static_assert(ReadsTop<Three> && Three::top_channels == 6 && !ReadsTop<Level>);
+  Three f;
+  const Tensor<double> low = test::random({2, 3, 8, 8}, 1), high = test::random({2, 5, 2, 2}, 2),
+                       top = test::random({2, 6, 1, 1}, 3);
+  context ctx{phase::train};
+  const Tensor<double> y = f.forward(low, &high, &top, ctx);
+  const Tensor<double> s =
+      ops::add(ops::add(f.down().forward(low, ctx), f.up().forward(high, ctx)), f.top().forward(top, ctx));
+  CHECK(test::max_abs_error(y, f.body().forward(s, ctx)) == 0);
+
+  auto fwd = [&](const std::vector<Tensor<double>>& in) { return f.forward(in[0], &in[1], &in[2], ctx); };
+  auto bwd = [&](const std::vector<Tensor<double>>& in, const Tensor<double>& dy) {
+    Three::cache c;
+    f.forward(in[0], &in[1], &in[2], ctx, c);
+    auto [dlow, dhigh, dtop] = f.backward(c, dy);
+    return std::vector<Tensor<double>>{dlow, dhigh, dtop};
+  };
+  auto r = testing::check_gradients(fwd, bwd, {low, high, top});
+  CHECK_MESSAGE(r.ok(), r.str());
+
+  std::vector<std::string> names;
+  f.for_each_parameter([&](const std::string& k, Param<double>&) { names.push_back(k); });
+  CHECK(names == std::vector<std::string>{"down.weight", "down.bias", "up.0.weight", "up2.0.weight", "body.0.weight"});
+  CHECK_THROWS_WITH_AS(f.forward(low, &high, nullptr, ctx),
+                       doctest::Contains("has a top path but was given no top input"), value_error);
+  const Tensor<double> wrong = test::random({2, 6, 2, 2}, 4);
+  CHECK_THROWS_WITH_AS(f.forward(low, &high, &wrong, ctx),
+                       doctest::Contains("the down path returns extents [2, 4, 4, 4] but the top path [2, 4, 8, 8]"),
+                       shape_error);
 }
 
 TEST_CASE("Fusion: an identity down path leaves the low input untouched") {

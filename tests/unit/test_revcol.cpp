@@ -39,6 +39,17 @@ struct Mini8 : Mini {
   static constexpr bool inter_supv = false;
 };
 
+// RevCol-H's structure at reduced width (tests/torch_ref/gen_revcol_huge.py: the official
+// RevColHuge in float64): level 0 also reads the previous column's top level.
+struct MiniH {
+  static constexpr const char* name = "mini-h";
+  static constexpr std::array<int, 4> c{4, 8, 12, 16}, b{1, 1, 2, 1};
+  static constexpr int columns = 3, classes = 5;
+  static constexpr double drop_path = 0;
+  static constexpr bool inter_supv = false, huge = true;
+};
+const std::string huge_ref = std::string(REV_TEST_DATA_DIR) + "/revcol_huge";
+
 // Other widths (a checkpoint of another variant).
 struct Wide : Mini {
   static constexpr std::array<int, 4> c{24, 48, 96, 192};
@@ -77,9 +88,9 @@ worst check_gradients(Net& net, const io::file& ref, const std::string& prefix, 
 
 }  // namespace
 
-TEST_CASE("RevCol: parameter counts of T, S, B, L, XL equal the official models'") {
+TEST_CASE("RevCol: parameter counts of T, S, B, L, XL, H equal the official models'") {
   static_assert(counts_match<rc::T>() && counts_match<rc::S>() && counts_match<rc::B>() && counts_match<rc::L>() &&
-                counts_match<rc::XL>());
+                counts_match<rc::XL>() && counts_match<rc::H>());
   RevCol<rc::no_aux<rc::T>> tiny;
   CHECK(parameter_count(tiny) == 30456168);
   RevCol<Mini> mini;
@@ -277,6 +288,44 @@ TEST_CASE("RevCol-mini: the compound loss equals the official one, its gradient 
           zeros.rel);
   CHECK(w.rel <= 1e-8);
   CHECK(zeros.rel <= 1e-10);
+}
+
+TEST_CASE("RevCol-H (reduced): keys, eval levels, logits and every gradient equal the official code's") {
+  const io::file weights = io::load(huge_ref + ".weights.safetensors");
+  const io::file ref = io::load(huge_ref + ".safetensors");
+  const Tensor<double> image = ref.tensor<double>("x");  // [2, 3, 64, 32]: the top level is 2 x 1
+  RevCol<MiniH, double> net;
+  CHECK(parameter_count(net) == rc::parameter_count<MiniH>());
+  CHECK(parameter_count(net) == 23325);  // the official model's
+  CHECK(net.load(weights).ok());         // strict: the up2 keys of columns 1 and 2 included
+  CHECK(weights.entries.count("subnet1.level0.fusion.up2.channel_reschedule.0.weight") == 1);
+  context eval{phase::eval};
+  worst w;
+  const auto levels = net.features(image, eval);
+  for (std::size_t l = 0; l < 4; ++l)
+    w.add("features." + std::to_string(l),
+          test::max_rel_error(levels[l], ref.tensor<double>("features." + std::to_string(l))));
+  w.add("eval logits", test::max_rel_error(net.forward(image, eval), ref.tensor<double>("logits")));
+  MESSAGE("RevCol-H eval: worst ", w.rel, " (", w.key, ")");
+  CHECK(w.rel <= 1e-10);
+  for (mode m : {mode::stored, mode::reversible}) {
+    const std::string mode_name = m == mode::stored ? "stored" : "reversible";
+    CAPTURE(mode_name);
+    zero_grad(net);
+    context train{phase::train};
+    RevCol<MiniH, double>::cache tape{m};
+    CHECK(test::max_rel_error(net.forward(image, train, tape), ref.tensor<double>("logits")) <= 1e-10);
+    worst g;
+    g.add("input", test::max_rel_error(net.backward(tape, ref.tensor<double>("dout")), ref.tensor<double>("dx")));
+    int checked = 0;
+    net.for_each_parameter([&](const std::string& k, Param<double>& p) {
+      g.add(k, test::max_rel_error(p.grad, ref.tensor<double>("grad." + k)));
+      ++checked;
+    });
+    CHECK(checked == 223);
+    MESSAGE("RevCol-H ", mode_name, " gradients: worst ", g.rel, " (", g.key, ")");
+    CHECK(g.rel <= 1e-8);
+  }
 }
 
 TEST_CASE("RevCol: reversible memory does not grow with the number of columns") {

@@ -9,15 +9,18 @@
 //                                                  high_l = a_{l+1} (none for the top level).
 //
 // The inverse runs top-down, a_{M-1} first, because each level's high input is the previous
-// column's reconstructed level above. gamma_l is learnable and channel-wise ([1, C_l, 1, 1], as
+// column's reconstructed level above. A level may also read the previous column's top level
+// a_{M-1} (RevCol-H's level 0, whose sum gains Up2(a_3)); it is reconstructed first, so the
+// inverse order holds. gamma_l is learnable and channel-wise ([1, C_l, 1, 1], as
 // RevCol stores it); before every
 // forward (train or eval; not the recompute of a walk back) it is clamped in place to |gamma| >= 1e-3 keeping its sign
 // (RevCol's safeguard for the division in the inverse; an exactly zero gamma becomes +1e-3 instead of staying 0).
 //
 // Fuse<l> is a two-input layer: forward(low, high, ctx[, cache]) where high is nullptr for
 // the top level, backward(cache, dy) -> {dlow, dhigh}; it states low_channels, high_channels
-// and out_channels. rev::Fusion (graph/fusion.hpp) builds one from a down path, an up path and
-// a body.
+// and out_channels. A Fuse<l> that also states top_channels reads the top level as a third
+// input: forward(low, high, top, ctx[, cache]), backward(cache, dy) -> {dlow, dhigh, dtop}.
+// rev::Fusion (graph/fusion.hpp) builds one from a down path, up paths and a body.
 //
 // Column<M, Fuse, column_kind::first> is a network's first column: it reads the stem map x alone,
 // its previous levels being zero (RevCol's first column scales zeros: b_l = Fuse_l(low_l, -)),
@@ -48,31 +51,48 @@ concept FusionLayer = requires {
   typename F::cache;
 };
 
+/// A Column level that also reads the previous column's top level.
+template <class F>
+concept ReadsTop = requires {
+  F::top_channels;
+};
+
 namespace detail {
-// The first level l whose low input (l - 1's output, b_{l-1}) or high input (l + 1's output,
-// a_{l+1}) has other channels than Fuse<l> reads, and which input: {l, false} low, {l, true} high.
+template <class F>
+constexpr int top_channels_of() {
+  if constexpr (ReadsTop<F>) return F::top_channels;
+  else return any_channels;
+}
+// Which input of a Column level does not fit.
+enum class column_input { low, high, top };
+// The first level l whose low input (l - 1's output, b_{l-1}), high input (l + 1's output,
+// a_{l+1}) or top input (a_{M-1}) has other channels than Fuse<l> reads, and which input.
 template <int M, template <int> class Fuse, std::size_t... L>
-constexpr std::pair<int, bool> first_unfit_level(std::index_sequence<L...>) {
+constexpr std::pair<int, column_input> first_unfit_level(std::index_sequence<L...>) {
   constexpr int out[] = {Fuse<static_cast<int>(L)>::out_channels...};
   constexpr int low[] = {Fuse<static_cast<int>(L)>::low_channels...};
   constexpr int high[] = {Fuse<static_cast<int>(L)>::high_channels...};
+  constexpr int top[] = {top_channels_of<Fuse<static_cast<int>(L)>>()...};
   for (std::size_t l = 0; l < sizeof...(L); ++l) {
-    if (l > 0 && !channels_match(low[l], out[l - 1])) return {static_cast<int>(l), false};
-    if (l + 1 < sizeof...(L) && !channels_match(high[l], out[l + 1])) return {static_cast<int>(l), true};
+    if (l > 0 && !channels_match(low[l], out[l - 1])) return {static_cast<int>(l), column_input::low};
+    if (l + 1 < sizeof...(L) && !channels_match(high[l], out[l + 1])) return {static_cast<int>(l), column_input::high};
+    if (!channels_match(top[l], out[M - 1])) return {static_cast<int>(l), column_input::top};
   }
-  return {-1, false};
+  return {-1, column_input::low};
 }
 template <int M, template <int> class Fuse>
-inline constexpr std::pair<int, bool> column_unfit = first_unfit_level<M, Fuse>(std::make_index_sequence<M>{});
+inline constexpr std::pair<int, column_input> column_unfit = first_unfit_level<M, Fuse>(std::make_index_sequence<M>{});
 }  // namespace detail
 
-/// Level l's low input has level l-1's channels and its high input level l+1's.
+/// Level l's low input has level l-1's channels, its high input level l+1's, a top input the top
+/// level's.
 template <int M, template <int> class Fuse>
 concept ColumnCompatible = detail::column_unfit<M, Fuse>
 .first < 0;
 
 /// Named in the compile error of a Column whose level L reads another channel count than its
-/// neighbour returns: Column_level<L>::reads_low<c>::but_level_below_returns<c'> (or high/above).
+/// neighbour returns: Column_level<L>::reads_low<c>::but_level_below_returns<c'> (or high/above,
+/// top/top_level).
 template <int L>
 struct Column_level {
   template <int Reads>
@@ -85,6 +105,11 @@ struct Column_level {
     template <int Returns>
     struct but_level_above_returns;
   };
+  template <int Reads>
+  struct reads_top {
+    template <int Returns>
+    struct but_top_level_returns;
+  };
 };
 
 namespace detail {
@@ -94,7 +119,10 @@ constexpr auto column_check() {
   constexpr auto bad = column_unfit<M, Fuse>;
   if constexpr (bad.first < 0) {
     return std::type_identity<signatures_fit>{};
-  } else if constexpr (bad.second) {
+  } else if constexpr (bad.second == column_input::top) {
+    return std::type_identity<typename Column_level<bad.first>::template reads_top<
+        top_channels_of<Fuse<bad.first>>()>::template but_top_level_returns<Fuse<M - 1>::out_channels>>{};
+  } else if constexpr (bad.second == column_input::high) {
     return std::type_identity<typename Column_level<bad.first>::template reads_high<
         Fuse<bad.first>::high_channels>::template but_level_above_returns<Fuse<bad.first + 1>::out_channels>>{};
   } else {
@@ -182,13 +210,9 @@ class Column {
     each_level_down([&](auto& fuse, auto l) {
       const std::size_t L = l;
       tensor_type ul = L + 1 < M ? accumulated(db[L + 1], u) : db[L + 1];
-      auto [dlow, dhigh] = fuse.backward(std::get<L>(c.fuse), ul);
-      if constexpr (!first) {
-        level_backward(L, ul, c.a[L + 1], da);
-        if (!dhigh.empty()) ops::accumulate(da[L + 2], dhigh);
-      }
-      if (L == 0) ops::accumulate(stem(da), dlow);
-      else u = dlow;
+      level_grads g = fuse_backward(fuse, std::get<L>(c.fuse), ul);
+      if constexpr (!first) level_backward(L, ul, c.a[L + 1], da);
+      pass_down(L, std::move(g), da, u);
     });
     c = cache{};
     return da;
@@ -199,7 +223,7 @@ class Column {
     if constexpr (!first) {
       each_level_down([&](auto& fuse, auto l) {
         const std::size_t L = l;
-        a[L + 1] = unscale(L, b[L + 1], fuse.forward(b[L], high(a, L), ctx));
+        a[L + 1] = unscale(L, b[L + 1], fuse_forward(fuse, b[L], a, L, ctx));
       });
     }
     return a;
@@ -212,16 +236,12 @@ class Column {
     each_level_down([&](auto& fuse, auto l) {  // one evaluation of Fuse_l: reconstruction and gradient
       const std::size_t L = l;
       typename std::remove_cvref_t<decltype(fuse)>::cache fc;
-      tensor_type f = fuse.forward(b[L], high(a, L), ctx, fc);
+      tensor_type f = fuse_forward(fuse, b[L], a, L, ctx, fc);
       if constexpr (!first) a[L + 1] = unscale(L, b[L + 1], f);
       tensor_type ul = L + 1 < M ? accumulated(db[L + 1], u) : db[L + 1];
-      auto [dlow, dhigh] = fuse.backward(fc, ul);
-      if constexpr (!first) {
-        level_backward(L, ul, a[L + 1], da);
-        if (!dhigh.empty()) ops::accumulate(da[L + 2], dhigh);
-      }
-      if (L == 0) ops::accumulate(stem(da), dlow);
-      else u = dlow;
+      level_grads g = fuse_backward(fuse, fc, ul);
+      if constexpr (!first) level_backward(L, ul, a[L + 1], da);
+      pass_down(L, std::move(g), da, u);
     });
     return {std::move(a), std::move(da)};
   }
@@ -274,6 +294,38 @@ class Column {
   static const tensor_type* high(const input_type& a, std::size_t l) {
     if constexpr (first) return nullptr;
     else return l + 1 < M ? &a[l + 2] : nullptr;
+  }
+  // Fuse_l(low, high[, top]), the top input being the previous column's top level a_{M-1}.
+  template <class F, class... Cache>
+  static tensor_type fuse_forward(F& fuse, const tensor_type& low, const input_type& a, std::size_t l, context& ctx,
+                                  Cache&... c) {
+    if constexpr (!ReadsTop<F>) return fuse.forward(low, high(a, l), ctx, c...);
+    else if constexpr (first) return fuse.forward(low, high(a, l), nullptr, ctx, c...);
+    else return fuse.forward(low, high(a, l), &a[M], ctx, c...);
+  }
+  // The gradients of Fuse_l with respect to its inputs (top empty where it reads none).
+  struct level_grads {
+    tensor_type low, high, top;
+  };
+  template <class F>
+  static level_grads fuse_backward(F& fuse, typename F::cache& c, const tensor_type& dy) {
+    if constexpr (ReadsTop<F>) {
+      auto [dlow, dhigh, dtop] = fuse.backward(c, dy);
+      return {std::move(dlow), std::move(dhigh), std::move(dtop)};
+    } else {
+      auto [dlow, dhigh] = fuse.backward(c, dy);
+      return {std::move(dlow), std::move(dhigh), {}};
+    }
+  }
+  // Level l's input gradients: the high and top ones to the previous column's levels, the low
+  // one to the stem map (l = 0) or as u, on to level l - 1.
+  static void pass_down(std::size_t l, level_grads g, input_type& da, tensor_type& u) {
+    if constexpr (!first) {
+      if (!g.high.empty()) ops::accumulate(da[l + 2], g.high);
+      if (!g.top.empty()) ops::accumulate(da[M], g.top);
+    }
+    if (l == 0) ops::accumulate(stem(da), g.low);
+    else u = std::move(g.low);
   }
 
   // gamma <- sign(gamma) * max(|gamma|, 1e-3), zero counted as positive.
@@ -328,7 +380,7 @@ class Column {
     each_level([&](auto& fuse, auto l) {
       const std::size_t L = l;
       tensor_type f =
-          c ? fuse.forward(b[L], high(a, L), ctx, std::get<L>(c->fuse)) : fuse.forward(b[L], high(a, L), ctx);
+          c ? fuse_forward(fuse, b[L], a, L, ctx, std::get<L>(c->fuse)) : fuse_forward(fuse, b[L], a, L, ctx);
       if constexpr (first) {
         b[L + 1] = std::move(f);  // + gamma_l * 0
       } else {

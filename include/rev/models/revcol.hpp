@@ -1,4 +1,4 @@
-// RevCol-T/S/B/L/XL (Cai et al., "Reversible Column Networks", ICLR 2023) for image
+// RevCol-T/S/B/L/XL/H (Cai et al., "Reversible Column Networks", ICLR 2023) for image
 // classification, as a composition of rev's combinators: the stem is an ordinary block; the
 // columns are rev::Column couplings over the stem map and four levels, one reversible Chain, so
 // that in a reversible tape no column keeps anything and activation memory does not grow with
@@ -59,27 +59,31 @@ inline constexpr int levels = 4;
 // official factories' stochastic-depth rate, and the official parameter counts without and
 // with the intermediate heads (1000 classes). Every variant is built with intermediate
 // supervision, as the official factories build them (their ImageNet-1k checkpoints hold the
-// heads); revcol::no_aux<Cfg> is the same network with one classifier. A user's own
-// configuration has the same members, and may add `kernel` (default 3), `classes` (default 1000)
-// and `inter_supv` (default true; needs a multiple of 4 columns):
+// heads); revcol::no_aux<Cfg> is the same network with one classifier. H (`huge`) differs in
+// one place: level 0 of every column after the first also reads the previous column's top level
+// (RevCol-H's second up path, "up2"). A user's own configuration has the same members, and may
+// add `kernel` (default 3), `classes` (default 1000), `inter_supv` (default true; needs a
+// multiple of 4 columns) and `huge` (default false):
 //   struct Mine { static constexpr const char* name = "mine"; static constexpr std::array<int, 4>
 //     c{16, 32, 64, 128}, b{1, 1, 2, 1}; static constexpr int columns = 4, classes = 10;
 //     static constexpr double drop_path = 0; };
-#define REV_REVCOL_VARIANT(Name, C0, B0, B1, B2, B3, COLUMNS, DROP_PATH, PARAMS, PARAMS_AUX) \
-  struct Name {                                                                              \
-    static constexpr const char* name = #Name;                                               \
-    static constexpr std::array<int, 4> c{C0, 2 * C0, 4 * C0, 8 * C0};                       \
-    static constexpr std::array<int, 4> b{B0, B1, B2, B3};                                   \
-    static constexpr int columns = COLUMNS;                                                  \
-    static constexpr double drop_path = DROP_PATH;                                           \
-    static constexpr long long reference_parameters = PARAMS;         /* no aux heads */     \
-    static constexpr long long reference_parameters_aux = PARAMS_AUX; /* with them */        \
+#define REV_REVCOL_VARIANT(Name, C0, B0, B1, B2, B3, COLUMNS, DROP_PATH, HUGE, PARAMS, PARAMS_AUX) \
+  struct Name {                                                                                    \
+    static constexpr const char* name = #Name;                                                     \
+    static constexpr std::array<int, 4> c{C0, 2 * C0, 4 * C0, 8 * C0};                             \
+    static constexpr std::array<int, 4> b{B0, B1, B2, B3};                                         \
+    static constexpr int columns = COLUMNS;                                                        \
+    static constexpr double drop_path = DROP_PATH;                                                 \
+    static constexpr bool huge = HUGE;                                                             \
+    static constexpr long long reference_parameters = PARAMS;         /* no aux heads */           \
+    static constexpr long long reference_parameters_aux = PARAMS_AUX; /* with them */              \
   };
-REV_REVCOL_VARIANT(T, 64, 2, 2, 4, 2, 4, 0.1, 30456168LL, 33063984LL)
-REV_REVCOL_VARIANT(S, 64, 2, 2, 4, 2, 8, 0.3, 60568424LL, 63176240LL)
-REV_REVCOL_VARIANT(B, 72, 1, 1, 3, 2, 16, 0.4, 138616408LL, 141694960LL)
-REV_REVCOL_VARIANT(L, 128, 1, 2, 6, 2, 8, 0.5, 273095400LL, 280372272LL)
-REV_REVCOL_VARIANT(XL, 224, 1, 2, 6, 2, 8, 0.5, 833807400LL, 851958576LL)
+REV_REVCOL_VARIANT(T, 64, 2, 2, 4, 2, 4, 0.1, false, 30456168LL, 33063984LL)
+REV_REVCOL_VARIANT(S, 64, 2, 2, 4, 2, 8, 0.3, false, 60568424LL, 63176240LL)
+REV_REVCOL_VARIANT(B, 72, 1, 1, 3, 2, 16, 0.4, false, 138616408LL, 141694960LL)
+REV_REVCOL_VARIANT(L, 128, 1, 2, 6, 2, 8, 0.5, false, 273095400LL, 280372272LL)
+REV_REVCOL_VARIANT(XL, 224, 1, 2, 6, 2, 8, 0.5, false, 833807400LL, 851958576LL)
+REV_REVCOL_VARIANT(H, 360, 1, 2, 6, 2, 8, 0.5, true, 2157600160LL, 2199107704LL)  // spec: the aux count by formula
 #undef REV_REVCOL_VARIANT
 
 /// Cfg with one classifier ("cls.*") and no intermediate heads: what inference and fine-tuning
@@ -105,11 +109,18 @@ constexpr bool inter_supv_of() {
   else return true;
 }
 template <class Cfg>
+constexpr bool huge_of() {
+  if constexpr (requires { Cfg::huge; }) return Cfg::huge;
+  else return false;
+}
+template <class Cfg>
 inline constexpr int kernel = kernel_of<Cfg>();
 template <class Cfg>
 inline constexpr int classes = classes_of<Cfg>();
 template <class Cfg>
 inline constexpr bool inter_supv = inter_supv_of<Cfg>();
+template <class Cfg>
+inline constexpr bool huge = huge_of<Cfg>();
 
 /// The columns after which an intermediate head reads the top level: (i + 1) a multiple of
 /// columns / 4, the last column excepted (its classifier is the final one). Head k = 0, 1, 2
@@ -132,9 +143,10 @@ constexpr long long parameter_count() {
   long long n = 48LL * c[0] + 3LL * c[0];  // stem conv 4x4 and its LayerNorm
   for (int i = 0; i < Cfg::columns; ++i)
     for (int l = 0; l < levels; ++l) {
-      n += c[l] + Cfg::b[l] * block(c[l], 4, k2);                   // alpha_l, the blocks
-      if (l > 0) n += 4LL * c[l - 1] * c[l] + 3LL * c[l];           // down: conv 2x2, LayerNorm
-      if (i > 0 && l < 3) n += 1LL * c[l + 1] * c[l] + 3LL * c[l];  // up: Linear, LayerNorm
+      n += c[l] + Cfg::b[l] * block(c[l], 4, k2);                             // alpha_l, the blocks
+      if (l > 0) n += 4LL * c[l - 1] * c[l] + 3LL * c[l];                     // down: conv 2x2, LayerNorm
+      if (i > 0 && l < 3) n += 1LL * c[l + 1] * c[l] + 3LL * c[l];            // up: Linear, LayerNorm
+      if (i > 0 && l == 0 && huge<Cfg>) n += 1LL * c[3] * c[0] + 3LL * c[0];  // H's up2
     }
   const long long head = 2LL * c[3] + 1LL * c[3] * classes<Cfg> + classes<Cfg>;
   if (!inter_supv<Cfg>) return n + head;
@@ -182,32 +194,42 @@ constexpr auto down_path() {
   }
 }
 
-/// Level l's up path from the previous column's level l + 1: a Linear over the channels and a
-/// LayerNorm at the low resolution, then nearest up-sampling by 2. None in a first column and
-/// at the top level.
+/// An up path from width In to Out, up-sampling by Factor: a Linear over the channels and a
+/// LayerNorm at the low resolution, then nearest up-sampling.
+template <fixed_string Key, int In, int Out, int Factor, Scalar T, class B>
+using UpPath = Named<
+    "fusion",
+    Named<Key, nn::Sequential<Named<"channel_reschedule", nn::Sequential<nn::PointwiseLinear<In, Out, true, T, B>,
+                                                                         nn::LayerNorm2d<Out, nn::eps_1e6, T, B>>>,
+                              nn::UpsampleNearest<Factor, T, B>>>>;
+
+/// Level l's up path ("up") from the previous column's level l + 1, by 2. None in a first column
+/// and at the top level.
 template <class Cfg, int L, bool First, Scalar T, class B>
 constexpr auto up_path() {
-  if constexpr (First || L == levels - 1) {
-    return std::type_identity<no_input>{};
-  } else {
-    constexpr int in = Cfg::c[L + 1], out = Cfg::c[L];
-    return std::type_identity<Named<
-        "fusion",
-        Named<"up", nn::Sequential<Named<"channel_reschedule", nn::Sequential<nn::PointwiseLinear<in, out, true, T, B>,
-                                                                              nn::LayerNorm2d<out, nn::eps_1e6, T, B>>>,
-                                   nn::UpsampleNearest<2, T, B>>>>>{};
-  }
+  if constexpr (First || L == levels - 1) return std::type_identity<no_input>{};
+  else return std::type_identity<UpPath<"up", Cfg::c[L + 1], Cfg::c[L], 2, T, B>>{};
+}
+
+/// H's second up path ("up2") of level 0 from the previous column's top level, by 8 (spec §11).
+/// None elsewhere.
+template <class Cfg, int L, bool First, Scalar T, class B>
+constexpr auto top_path() {
+  if constexpr (First || L != 0 || !huge<Cfg>) return std::type_identity<no_input>{};
+  else return std::type_identity<UpPath<"up2", Cfg::c[levels - 1], Cfg::c[0], 8, T, B>>{};
 }
 
 /// The levels of a column: Fuse<l>(low, high) = Blocks_l(Down_l(low) + Up_l(high)) (eq. 3 with
-/// m = 4: the level below in this column and the level above in the previous one).
+/// m = 4: the level below in this column and the level above in the previous one); H's level 0
+/// adds Up2(top).
 template <class Cfg, bool First, Scalar T, class B>
 struct column_levels {
   template <int L>
   using Fuse =
       Fusion<typename decltype(down_path<Cfg, L, T, B>())::type,
              typename decltype(up_path<Cfg, L, First, T, B>())::type,
-             Named<"blocks", Repeat<Cfg::b[L], ConvNeXtBlock<Cfg::c[L], kernel<Cfg>, 4, (Cfg::drop_path > 0), T, B>>>>;
+             Named<"blocks", Repeat<Cfg::b[L], ConvNeXtBlock<Cfg::c[L], kernel<Cfg>, 4, (Cfg::drop_path > 0), T, B>>>,
+             typename decltype(top_path<Cfg, L, First, T, B>())::type>;
 };
 
 /// Column i: subnet<i>, its levels "level<l>" and reversible scalings "alpha<l>".
@@ -316,7 +338,7 @@ using Network = Chain<Named<"stem", Stem<Cfg, T, B>>, Unnamed<Columns<Cfg, T, B>
 
 }  // namespace revcol
 
-/// RevCol classifier of variant Cfg (revcol::T .. XL, revcol::no_aux<...>) over element type T
+/// RevCol classifier of variant Cfg (revcol::T .. XL, H, revcol::no_aux<...>) over element type T
 /// on backend B: the Chain revcol::Network, with the image checks, the official names and
 /// initialisation. Its tape is that chain's cache; its backward that chain's.
 template <class Cfg, Scalar T = float, class B = cpu>
