@@ -9,7 +9,6 @@
 //   bench_revcol_memory [--batch 8] [--res 224] [--max-columns 16] [--out DIR]  -> JSON lines, DIR/*.svg
 #include <malloc.h>
 
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +17,7 @@
 #include "report.hpp"
 #include "rev/models/revcol.hpp"
 #include "rev/testing/check_gradients.hpp"
+#include "step_memory.hpp"
 
 using namespace rev;
 using models::RevCol;
@@ -32,37 +32,14 @@ struct T_columns : rc::T {
   static constexpr bool inter_supv = false;
 };
 
-struct result {
-  double rev_mb, os_mb, step_s;
-};
-
-template <class Cfg>
-result step(RevCol<Cfg>& net, index_t batch, index_t res, mode m) {
-  auto image = testing::random_uniform<float>({batch, 3, res, res}, 1);
-  auto dlogits = testing::random_uniform<float>({batch, 1000}, 2, -1e-3, 1e-3);
-  auto run = [&] {
-    Generator gen(3);
-    context ctx{phase::train, &gen};
-    typename RevCol<Cfg>::cache tape{m};
-    net.forward(image, ctx, tape);
-    net.backward(tape, dlogits);
-  };
-  run();  // warm-up: first-touch page faults and lazily sized buffers
-  bench::rss_sampler rss;
-  peak_scope<cpu> scope;
-  const auto t0 = std::chrono::steady_clock::now();
-  run();
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return {scope.peak_above_start() / 1048576.0, rss.peak_above_start() / 1048576.0, seconds};
-}
-
 template <int Columns>
 void measure(index_t batch, index_t res, int max_columns, bench::line_chart& chart) {
   if (Columns > max_columns) return;
   RevCol<T_columns<Columns>> net;
   for (mode m : {mode::stored, mode::reversible}) {
     const char* mode_name = m == mode::stored ? "stored" : "reversible";
-    auto r = step(net, batch, res, m);
+    const auto r = bench::measure_step(net, testing::random_uniform<float>({batch, 3, res, res}, 1),
+                                       testing::random_uniform<float>({batch, 1000}, 2, -1e-3, 1e-3), m);
     bench::json_line()("bench", "revcol_memory")("model", "RevCol-T widths")("columns", Columns)("batch", batch)(
         "res", res)("mode", mode_name)("peak_activation_mb", r.rev_mb)("os_peak_rss_mb", r.os_mb)("step_s", r.step_s)
         .print();

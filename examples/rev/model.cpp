@@ -1,6 +1,7 @@
 // One model of the `rev` tool's zoo, chosen at compile time: REV_CLI_REVBIFPN=S0..S6,
-// REV_CLI_REVNET=R38|R110|R164 or REV_CLI_REVCOL=T|S|B|L|XL|H (examples/CMakeLists.txt compiles
-// this file once per model).
+// REV_CLI_REVNET=R38|R110|R164, REV_CLI_REVCOL=T|S|B|L|XL|H, REV_CLI_REVVIT=S|B|L (SlowFast's
+// layout) or REV_CLI_REVVIT_MINREV=S|B|L (examples/CMakeLists.txt compiles this file once per
+// model).
 #include <cctype>
 #include <string>
 
@@ -8,9 +9,20 @@
 #include "rev/models/revbifpn.hpp"
 #include "rev/models/revcol.hpp"
 #include "rev/models/revnet.hpp"
+#include "rev/models/revvit.hpp"
 
 namespace rev::cli {
 namespace {
+
+// Runs fn() under an op counter and appends its counts to s as part `name` with `params`
+// parameters; returns what fn returned.
+template <class Fn>
+auto counted(summary& s, const std::string& name, std::int64_t params, Fn&& fn) {
+  count_ops c;
+  auto out = fn();
+  s.parts.push_back({name, params, c.counts()});
+  return out;
+}
 
 #if defined(REV_CLI_REVBIFPN)
 namespace rb = models::revbifpn;
@@ -33,22 +45,9 @@ summary summarize(int res) {
   const Tensor<float> image({1, 3, res, res});
   context ctx{phase::eval};
   summary s{res, {}};
-  Model::pyramid p, n;
-  {
-    count_ops c;
-    p = net.features(image, ctx);
-    s.parts.push_back({"backbone", params.at("backbone"), c.counts()});
-  }
-  {
-    count_ops c;
-    n = net.neck().forward(p, ctx);
-    s.parts.push_back({"neck", params.at("neck"), c.counts()});
-  }
-  {
-    count_ops c;
-    net.head().forward(n, ctx);
-    s.parts.push_back({"head", params.at("head"), c.counts()});
-  }
+  const auto p = counted(s, "backbone", params.at("backbone"), [&] { return net.features(image, ctx); });
+  const auto n = counted(s, "neck", params.at("neck"), [&] { return net.neck().forward(p, ctx); });
+  counted(s, "head", params.at("head"), [&] { return net.head().forward(n, ctx); });
   return s;
 }
 
@@ -144,23 +143,9 @@ summary summarize(int res) {
   const Tensor<float> image({1, 3, res, res});
   context ctx{phase::eval};
   summary s{res, {}};
-  Tensor<float> x;
-  Tensors<float, 5> state;
-  {
-    count_ops c;
-    x = net.stem().forward(image, ctx);
-    s.parts.push_back({"stem", params.at("stem"), c.counts()});
-  }
-  {
-    count_ops c;
-    state = net.columns().forward(x, ctx);
-    s.parts.push_back({"columns", params.at("columns"), c.counts()});
-  }
-  {
-    count_ops c;
-    net.head().forward(state, ctx);
-    s.parts.push_back({"head", params.at("head"), c.counts()});
-  }
+  const auto x = counted(s, "stem", params.at("stem"), [&] { return net.stem().forward(image, ctx); });
+  const auto state = counted(s, "columns", params.at("columns"), [&] { return net.columns().forward(x, ctx); });
+  counted(s, "head", params.at("head"), [&] { return net.head().forward(state, ctx); });
   s.parts.push_back({"aux heads", params.at("aux heads"), {}});
   return s;
 }
@@ -184,8 +169,65 @@ model_entry entry() {
             return bench_model(net, o, 3, 1000);
           }};
 }
+#elif defined(REV_CLI_REVVIT) || defined(REV_CLI_REVVIT_MINREV)
+namespace rv = models::revvit;
+#if defined(REV_CLI_REVVIT)
+using Cfg = rv::REV_CLI_REVVIT;
+using Layout = rv::slowfast;
 #else
-#error "examples/rev/model.cpp: define REV_CLI_REVBIFPN, REV_CLI_REVNET or REV_CLI_REVCOL"
+using Cfg = rv::REV_CLI_REVVIT_MINREV;
+using Layout = rv::minrev;
+#endif
+using Model = models::RevViT<Cfg, Layout>;
+
+// Stochastic depth off, so that a training step is deterministic.
+Model make() {
+  Model net;
+  net.set_stochastic_depth(0);
+  return net;
+}
+
+std::string part_of(const std::string& key) {
+  if (key.starts_with("patch_embed") || key.starts_with("pos_embed")) return "stem";
+  if (key.starts_with("layers") || key.starts_with("rev_backbone")) return "blocks";
+  return "head";
+}
+
+// Conv, linear and attention-product MACs of the stem, the reversible blocks and the head.
+summary summarize(int res) {
+  Model net = make();
+  const auto params = parameters_by_part(net, part_of);
+  const Tensor<float> image({1, 3, res, res});
+  context ctx{phase::eval};
+  summary s{res, {}};
+  const auto x = counted(s, "stem", params.at("stem"), [&] { return net.tokens(image, ctx); });
+  const auto streams = counted(s, "blocks", params.at("blocks"), [&] { return net.layers().forward({x, x}, ctx); });
+  counted(s, "head", params.at("head"), [&] { return net.head().forward(streams, ctx); });
+  return s;
+}
+
+model_entry entry() {
+  std::string name = Cfg::name;  // "S"
+  for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  const bool minrev = std::same_as<Layout, rv::minrev>;
+  return {"revvit-" + (minrev ? "minrev-" + name : name),
+          std::string("Rev-ViT-") + Cfg::name + (minrev ? " (minREV layout)" : ""),
+          Cfg::image,
+          Cfg::image,
+          3,
+          Cfg::classes,
+          summarize,
+          [](const run_options& o) {
+            Model net = make();
+            run_model(net, o);
+          },
+          [](const bench_options& o) {
+            Model net = make();
+            return bench_model(net, o, 3, Cfg::classes);
+          }};
+}
+#else
+#error "examples/rev/model.cpp: define REV_CLI_REVBIFPN, REV_CLI_REVNET, REV_CLI_REVCOL or REV_CLI_REVVIT[_MINREV]"
 #endif
 
 const registrar registered{entry()};

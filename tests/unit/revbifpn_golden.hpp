@@ -1,10 +1,11 @@
 // What the RevBiFPN-S0 golden tests share (tests/unit/test_revbifpn.cpp on the CPU,
-// tests/cuda/test_cuda_revbifpn.cu on the GPU): the tensors whose true gradient is zero, and the
-// worst relative error of a group of tensors.
+// tests/cuda/test_cuda_revbifpn.cu on the GPU): the tensors whose true gradient is zero.
 #pragma once
 
 #include <set>
 #include <string>
+
+#include "model_checks.hpp"
 
 namespace rev::testing {
 
@@ -21,14 +22,5 @@ inline bool zero_gradient(const std::string& key) {
                                           "rev_stack.15.g.xform_1_2.0.project_conv.norm.bias"};
   return zero.count(key) != 0;
 }
-
-// The worst error of a group of tensors, relative to each tensor's max |ref|.
-struct worst {
-  double rel = 0;
-  std::string key;
-  void add(const std::string& k, double r) {
-    if (r > rel) rel = r, key = k;
-  }
-};
 
 }  // namespace rev::testing

@@ -42,9 +42,7 @@ TEST_CASE("RevBiFPN-S0: keys and extents are those of the official state_dict") 
   }
   const io::file weights = io::load(golden + ".weights.safetensors");
   RevBiFPN<rb::S0> net;
-  std::map<std::string, Shape> ours;
-  net.for_each_parameter([&](const std::string& k, Param<float>& p) { ours[k] = p.shape(); });
-  net.for_each_buffer([&](const std::string& k, Tensor<float>& b) { ours[k] = b.shape(); });
+  auto ours = testing::keys_of(net);
   CHECK(ours.size() == 1628);
   CHECK(ours.size() == weights.entries.size());
   for (const auto& [k, e] : weights.entries) {

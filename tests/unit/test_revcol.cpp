@@ -1,6 +1,6 @@
 #include "helpers.hpp"
+#include "model_checks.hpp"
 #include "rev/models/revcol.hpp"
-#include "revbifpn_golden.hpp"
 
 #include <filesystem>
 #include <map>
@@ -126,8 +126,7 @@ TEST_CASE("RevCol-mini: keys and extents are those of the official state_dict") 
   }
   const io::file weights = io::load(golden + ".weights.safetensors");
   RevCol<Mini> net;
-  std::map<std::string, Shape> ours;
-  net.for_each_parameter([&](const std::string& k, Param<float>& p) { ours[k] = p.shape(); });
+  auto ours = testing::keys_of(net);
   CHECK(ours.size() == 423);
   CHECK(ours.size() == weights.entries.size());
   for (const auto& [k, e] : weights.entries) {
@@ -330,21 +329,12 @@ TEST_CASE("RevCol-H (reduced): keys, eval levels, logits and every gradient equa
 
 TEST_CASE("RevCol: reversible memory does not grow with the number of columns") {
   // Peak bytes of one training step at 4 and 8 columns: stored grows, reversible stays.
-  auto peak = [](auto& net, mode m) {
-    Tensor<float> image({2, 3, 64, 64});
-    nn::init::uniform(image, -1, 1);
-    Generator gen(3);
-    context train{phase::train, &gen};
-    typename std::remove_cvref_t<decltype(net)>::cache tape{m};
-    peak_scope<cpu> scope;
-    const Tensor<float> y = net.forward(image, train, tape);
-    net.backward(tape, Tensor<float>(y.shape()));
-    return scope.peak_above_start();
-  };
+  const Tensor<float> image = test::random<float>({2, 3, 64, 64}, 3);
   RevCol<Mini4> four;
   RevCol<Mini8> eight;
-  const auto s4 = peak(four, mode::stored), s8 = peak(eight, mode::stored);
-  const auto r4 = peak(four, mode::reversible), r8 = peak(eight, mode::reversible);
+  const auto s4 = testing::step_peak(four, image, mode::stored), s8 = testing::step_peak(eight, image, mode::stored);
+  const auto r4 = testing::step_peak(four, image, mode::reversible),
+             r8 = testing::step_peak(eight, image, mode::reversible);
   MESSAGE("peak bytes, 4 vs 8 columns: stored ", s4, " vs ", s8, ", reversible ", r4, " vs ", r8);
   CHECK(s8 > 3 * s4 / 2);
   CHECK(r8 <= r4 + r4 / 20);

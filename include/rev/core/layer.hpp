@@ -82,6 +82,16 @@ std::string child_prefix(const std::string& prefix, std::size_t i) {
   if constexpr (requires { S::key; }) return prefix;
   else return join_name(prefix, std::to_string(i));
 }
+/// The name prefix of a child a container calls `name` (a coupling's "f"): "<prefix>.<name>"
+/// (a Named child adds its key below it), or "<prefix>" for a rev::Unnamed child, whose own
+/// children then name themselves (Rev-ViT's "F" and "G" in place of "f" and "g").
+template <class S>
+std::string child_prefix(const std::string& prefix, const char* name) {
+  if constexpr (requires { S::key.empty(); }) {
+    if (S::key.empty()) return prefix;
+  }
+  return join_name(prefix, name);
+}
 
 /// Visits nothing: for layers without parameters or buffers.
 struct no_parameters {

@@ -2,7 +2,7 @@
 //
 //   rev::count_ops counter;                 // counts the ops this thread runs while alive
 //   net.forward(image, ctx);                // batch 1, eval phase
-//   counter.counts().macs();                // conv + linear MACs (RevBiFPN's Table 3)
+//   counter.counts().macs();                // conv + linear (+ attention) MACs (RevBiFPN's Table 3)
 //   counter.counts().thop();                // the thop profiler's total
 //
 // Ops report themselves at their entry point, on the calling thread; nothing is counted and
@@ -19,6 +19,7 @@ struct op_counts {
   std::int64_t conv_bias = 0;          // output elements of convs with a bias
   std::int64_t bn_elements = 0;        // batch-norm output elements
   std::int64_t upsample_elements = 0;  // bilinear up-sampling output elements
+  std::int64_t attention_macs = 0;     // q k^T and probabilities x v: B x Nq x Nk x (D + Dv)
 
   op_counts& operator+=(const op_counts& o) {
     conv_macs += o.conv_macs;
@@ -26,11 +27,13 @@ struct op_counts {
     conv_bias += o.conv_bias;
     bn_elements += o.bn_elements;
     upsample_elements += o.upsample_elements;
+    attention_macs += o.attention_macs;
     return *this;
   }
 
-  /// Convolution and linear MACs: what the papers' tables count.
-  std::int64_t macs() const { return conv_macs + linear_macs; }
+  /// Convolution, linear and attention-product MACs: what the papers' tables count (the
+  /// convolutional models have no attention).
+  std::int64_t macs() const { return conv_macs + linear_macs + attention_macs; }
   /// The thop profiler's rule: MACs + 1 per conv-bias output + 2 per BN output + 11 per
   /// bilinear-upsample output (reproduces RevBiFPN's Table 3).
   std::int64_t thop() const { return macs() + conv_bias + 2 * bn_elements + 11 * upsample_elements; }

@@ -177,15 +177,15 @@ class Additive {
 
   template <class V>
   void for_each_parameter(V&& v, const std::string& prefix = "") {
-    f_.for_each_parameter(v, join_name(prefix, "f"));
-    g_.for_each_parameter(v, join_name(prefix, "g"));
+    f_.for_each_parameter(v, child_prefix<F>(prefix, "f"));  // nothing for an Unnamed F
+    g_.for_each_parameter(v, child_prefix<G>(prefix, "g"));
     for (std::size_t h = 0; h < s_.size(); ++h)
       s_[h].for_each_parameter(v, join_name(prefix, "shortcut." + std::to_string(h)));
   }
   template <class V>
   void for_each_buffer(V&& v, const std::string& prefix = "") {
-    f_.for_each_buffer(v, join_name(prefix, "f"));
-    g_.for_each_buffer(v, join_name(prefix, "g"));
+    f_.for_each_buffer(v, child_prefix<F>(prefix, "f"));
+    g_.for_each_buffer(v, child_prefix<G>(prefix, "g"));
     for (std::size_t h = 0; h < s_.size(); ++h)
       s_[h].for_each_buffer(v, join_name(prefix, "shortcut." + std::to_string(h)));
   }

@@ -152,7 +152,7 @@ class DropPath : public detail::drop_layer<T, B, detail::drop_path_op, detail::s
  public:
   template <Scalar T2, class B2>
   using rebind = DropPath<T2, B2>;
-  explicit DropPath(double p)
+  explicit DropPath(double p = 0.0)
       : detail::drop_layer<T, B, detail::drop_path_op, detail::sample_count>(p, "rev::nn::DropPath") {}
 };
 

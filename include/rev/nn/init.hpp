@@ -100,4 +100,13 @@ void default_bias(Tensor<T, B>& b, double fan_in, Generator& g = default_generat
   uniform(b, -bound, bound, g);
 }
 
+/// Xavier (Glorot) uniform: U(-a, a), a = sqrt(6 / (fan_in + fan_out)) (torch.nn.MultiheadAttention's
+/// packed input projection).
+template <Scalar T, class B>
+void xavier_uniform(Tensor<T, B>& w, Generator& g = default_generator()) {
+  const auto [in, out] = fans(w.shape());
+  const double bound = std::sqrt(6.0 / (in + out));
+  uniform(w, -bound, bound, g);
+}
+
 }  // namespace rev::nn::init

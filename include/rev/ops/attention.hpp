@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "rev/core/device.hpp"
+#include "rev/core/op_count.hpp"
 #include "rev/core/parallel.hpp"
 #include "rev/core/tensor.hpp"
 
@@ -65,7 +66,10 @@ attention_dims attention_check(const Tensor<T, Backend>& q, const Tensor<T, Back
 template <Scalar T, class B>
 Tensor<T, B> multi_head_attention(const Tensor<T, B>& q, const Tensor<T, B>& k, const Tensor<T, B>& v, int heads,
                                   std::type_identity_t<attention_cache<T, B>>* cache = nullptr, double scale = 0) {
-  return kernels<B>::multi_head_attention(q, k, v, heads, cache, scale);
+  Tensor<T, B> out = kernels<B>::multi_head_attention(q, k, v, heads, cache, scale);
+  if (op_counts* c = rev::detail::active_op_counts())  // q k^T and probabilities x v, per head
+    c->attention_macs += q.size(0) * q.size(1) * k.size(1) * (q.size(2) + v.size(2));
+  return out;
 }
 
 /// The gradients of multi_head_attention's inputs given dout [B, Nq, Dv] and the forward's cache

@@ -1,0 +1,225 @@
+// Rev-ViT in both layouts: minREV's against the golden case revvit_tiny_b2 (minREV rev.py: patch
+// 4, 32 x 32, C 64, depth 4, 2 heads, 10 classes, batch 2; spec revvit.md §6), SlowFast's (the
+// official checkpoints') against tests/torch_ref/revvit_slowfast (gen_revvit_slowfast.py: the
+// official blocks in float64, patch 4, 16 x 16, C 16, depth 3, 2 heads, 5 classes).
+#include <filesystem>
+#include <map>
+
+#include "helpers.hpp"
+#include "model_checks.hpp"
+#include "rev/models/revvit.hpp"
+
+using namespace rev;
+using models::RevViT;
+namespace rv = models::revvit;
+
+namespace {
+
+const std::string golden = std::string(REV_GOLDEN_DIR) + "/revvit/revvit_tiny_b2";
+bool have_golden() { return std::filesystem::exists(golden + ".weights.safetensors"); }
+
+struct Tiny {
+  static constexpr const char* name = "tiny";
+  static constexpr int patch = 4, image = 32, width = 64, depth = 4, heads = 2, mlp_ratio = 4, classes = 10;
+};
+struct Deep : Tiny {
+  static constexpr int depth = 8;
+};
+struct Big : Tiny {
+  static constexpr int image = 64;
+};
+
+struct Small {  // tests/torch_ref/gen_revvit_slowfast.py's
+  static constexpr const char* name = "small";
+  static constexpr int patch = 4, image = 16, width = 16, depth = 3, heads = 2, mlp_ratio = 4, classes = 5;
+};
+const std::string slowfast_ref = std::string(REV_TEST_DATA_DIR) + "/revvit_slowfast";
+
+// minREV's layout (the golden data's).
+template <class Cfg, class T = float>
+using MinRev = RevViT<Cfg, rv::minrev, T>;
+
+using testing::worst;
+
+}  // namespace
+
+TEST_CASE("Rev-ViT: parameter counts of S, B, L (spec §5)") {
+  static_assert(rv::parameter_count<rv::S>() == 22434664 && rv::parameter_count<rv::B>() == 87335656 &&
+                rv::parameter_count<rv::L>() == 305350632);
+  MinRev<Tiny> net;
+  CHECK(parameter_count(net) == rv::parameter_count<Tiny>());
+  CHECK(parameter_count(net) == 208714);  // the golden weights file's values
+}
+
+TEST_CASE("Rev-ViT (minREV layout): keys, eval parity, streams and their inverse") {
+  if (!have_golden()) {
+    MESSAGE("skipped: no golden data at ", golden);
+    return;
+  }
+  const io::file weights = io::load(golden + ".weights.safetensors");
+  const io::file ref = io::load(golden + ".io.safetensors");
+  MinRev<Tiny> net;
+  auto ours = testing::keys_of(net);
+  CHECK(ours.size() == 55);
+  CHECK(ours.size() == weights.entries.size());
+  for (const auto& [k, e] : weights.entries) {
+    INFO(k);
+    REQUIRE(ours.count(k) == 1);
+    CHECK(ours[k] == e.shape);
+  }
+  CHECK(net.load(weights).ok());
+
+  const Tensor<float> image = ref.tensor<float>("input");
+  context eval{phase::eval};
+  worst w;
+  const Tensor<float> stem = net.tokens(image, eval);
+  w.add("stem", test::max_rel_error(stem, ref.tensor<float>("intermediate.stem")));
+  const auto y = net.streams(image, eval);
+  w.add("x1", test::max_rel_error(y[0], ref.tensor<float>("intermediate.x1")));
+  w.add("x2", test::max_rel_error(y[1], ref.tensor<float>("intermediate.x2")));
+  w.add("output", test::max_rel_error(net.forward(image, eval), ref.tensor<float>("output")));
+  MESSAGE("eval: worst ", w.rel, " (", w.key, ")");
+  CHECK(w.rel <= 1e-5);
+  // The blocks run backwards from the last streams give the stem's tokens on both streams.
+  const auto x = net.layers().inverse(y, eval);
+  CHECK(test::max_rel_error(x[0], stem) <= 1e-5);
+  CHECK(test::max_rel_error(x[1], stem) <= 1e-5);
+}
+
+TEST_CASE_TEMPLATE("Rev-ViT (minREV layout): golden gradients, stored and reversible", T, float, double) {
+  if (!have_golden()) {
+    MESSAGE("skipped: no golden data at ", golden);
+    return;
+  }
+  const io::file ref = io::load(golden + ".io.safetensors");
+  const Tensor<T> image = ref.tensor<T>("input");
+  for (mode m : {mode::stored, mode::reversible}) {
+    const std::string mode_name = m == mode::stored ? "stored" : "reversible";
+    CAPTURE(mode_name);
+    MinRev<Tiny, T> net;
+    net.load(io::load(golden + ".weights.safetensors"));
+    context train{phase::train};
+    typename MinRev<Tiny, T>::cache tape{m};
+    CHECK(test::max_rel_error(net.forward(image, train, tape), ref.tensor<float>("output")) <= 1e-5);
+    worst g;
+    g.add("input", test::max_rel_error(net.backward(tape, ref.tensor<T>("dout")), ref.tensor<float>("grad.input")));
+    int checked = 0;
+    net.for_each_parameter([&](const std::string& k, Param<T>& p) {
+      const Tensor<float> r = ref.tensor<float>("grad." + k);
+      ++checked;
+      if (k.ends_with("in_proj_bias")) {
+        // The k part of the bias has a zero gradient (a constant per query leaves the softmax
+        // unchanged): the reference holds float noise there. q and v are compared.
+        const index_t C = Tiny::width;
+        Tensor<double> ours({2 * C}), theirs({2 * C});
+        for (index_t i = 0; i < C; ++i) {
+          ours.data()[i] = p.grad.data()[i], theirs.data()[i] = r.data()[i];
+          ours.data()[C + i] = p.grad.data()[2 * C + i], theirs.data()[C + i] = r.data()[2 * C + i];
+          CHECK(std::abs(static_cast<double>(p.grad.data()[C + i])) <= 1e-5);
+        }
+        g.add(k + " (q, v)", test::max_rel_error(ours, theirs));
+      } else {
+        g.add(k, test::max_rel_error(p.grad, r));
+      }
+    });
+    CHECK(checked == 55);
+    MESSAGE(mode_name, ": worst gradient ", g.rel, " (", g.key, ")");
+    CHECK(g.rel <= 1e-4);
+  }
+}
+
+TEST_CASE("Rev-ViT (SlowFast layout): keys, tokens, streams, logits and every gradient equal the official code's") {
+  const io::file weights = io::load(slowfast_ref + ".weights.safetensors");
+  const io::file ref = io::load(slowfast_ref + ".safetensors");
+  RevViT<Small, rv::slowfast, double> net;
+  CHECK(parameter_count(net) == rv::parameter_count<Small>());
+  CHECK(parameter_count(net) == 11109);
+  CHECK(net.load(weights).ok());  // strict: rev_backbone.layers.<i>.F.attn.{q,k,v,proj}, head.projection, ...
+  CHECK(weights.entries.count("rev_backbone.layers.2.F.attn.k.weight") == 1);
+  const Tensor<double> image = ref.tensor<double>("x");
+  context eval{phase::eval};
+  worst w;
+  w.add("tokens", test::max_rel_error(net.tokens(image, eval), ref.tensor<double>("tokens")));
+  const auto y = net.streams(image, eval);
+  w.add("x1", test::max_rel_error(y[0], ref.tensor<double>("x1")));
+  w.add("x2", test::max_rel_error(y[1], ref.tensor<double>("x2")));
+  w.add("logits", test::max_rel_error(net.forward(image, eval), ref.tensor<double>("logits")));
+  MESSAGE("SlowFast layout eval: worst ", w.rel, " (", w.key, ")");
+  CHECK(w.rel <= 1e-12);
+  for (mode m : {mode::stored, mode::reversible}) {
+    const std::string mode_name = m == mode::stored ? "stored" : "reversible";
+    CAPTURE(mode_name);
+    zero_grad(net);
+    context train{phase::train};
+    RevViT<Small, rv::slowfast, double>::cache tape{m};
+    CHECK(test::max_rel_error(net.forward(image, train, tape), ref.tensor<double>("logits")) <= 1e-12);
+    worst g;
+    g.add("input", test::max_rel_error(net.backward(tape, ref.tensor<double>("dout")), ref.tensor<double>("dx")));
+    int checked = 0;
+    net.for_each_parameter([&](const std::string& k, Param<double>& p) {
+      ++checked;
+      if (k.ends_with("attn.k.bias")) {  // zero in exact arithmetic (a constant per query)
+        CHECK(test::max_abs_error(p.grad, ref.tensor<double>("grad." + k)) <= 1e-12);
+        return;
+      }
+      g.add(k, test::max_rel_error(p.grad, ref.tensor<double>("grad." + k)));
+    });
+    CHECK(checked == 55);
+    MESSAGE("SlowFast layout ", mode_name, ": worst gradient ", g.rel, " (", g.key, ")");
+    CHECK(g.rel <= 1e-10);
+  }
+}
+
+TEST_CASE("Rev-ViT: drop-path rises linearly over the blocks; its masks are replayed in the reversible backward") {
+  RevViT<Small, rv::slowfast, double> stored, reversible;
+  reversible.load(stored.state_dict());
+  stored.set_stochastic_depth(0.4);
+  reversible.set_stochastic_depth(0.4);
+  std::vector<double> rates;
+  apply(stored.layers(), [&](nn::DropPath<double>& d) { rates.push_back(d.p()); });
+  CHECK(rates == std::vector<double>{0, 0, 0.2, 0.2, 0.4, 0.4});  // F and G of blocks 0, 1, 2
+  RevViT<rv::S> s;
+  apply(s.layers()[11], [&](nn::DropPath<float>& d) { CHECK(d.p() == doctest::Approx(0.1)); });
+  const Tensor<double> image = test::random({4, 3, 16, 16}, 5), dout = test::random({4, 5}, 6);
+  Generator ga(9), gb(9);
+  context ca{phase::train, &ga}, cb{phase::train, &gb};
+  RevViT<Small, rv::slowfast, double>::cache ta{mode::stored}, tb{mode::reversible};
+  CHECK(test::max_abs_error(stored.forward(image, ca, ta), reversible.forward(image, cb, tb)) == 0);
+  CHECK(test::max_rel_error(reversible.backward(tb, dout), stored.backward(ta, dout)) <= 1e-10);
+  std::map<std::string, Tensor<double>> ref;
+  stored.for_each_parameter([&](const std::string& k, Param<double>& p) { ref[k] = p.grad; });
+  worst w;
+  reversible.for_each_parameter([&](const std::string& k, Param<double>& p) {
+    if (!k.ends_with("attn.k.bias")) w.add(k, test::max_rel_error(p.grad, ref[k]));
+  });
+  CHECK(w.rel <= 1e-10);
+}
+
+TEST_CASE("Rev-ViT: reversible memory does not grow with depth") {
+  const Tensor<float> image = test::random<float>({2, 3, 32, 32}, 3);
+  MinRev<Tiny> four;
+  MinRev<Deep> eight;
+  const auto s4 = testing::step_peak(four, image, mode::stored), s8 = testing::step_peak(eight, image, mode::stored);
+  const auto r4 = testing::step_peak(four, image, mode::reversible),
+             r8 = testing::step_peak(eight, image, mode::reversible);
+  MESSAGE("peak bytes, depth 4 vs 8: stored ", s4, " vs ", s8, ", reversible ", r4, " vs ", r8);
+  CHECK(s8 > 3 * s4 / 2);
+  CHECK(r8 <= r4 + r4 / 20);
+}
+
+TEST_CASE("Rev-ViT: bad inputs and bad weight files") {
+  MinRev<Tiny> net;
+  context eval{phase::eval};
+  CHECK_THROWS_WITH_AS(net.forward(Tensor<float>({1, 3, 64, 64}), eval),
+                       doctest::Contains("image has extents [1, 3, 64, 64], expected [N, 3, 32, 32]"), shape_error);
+  CHECK_THROWS_WITH_AS(net.forward(Tensor<float>({1, 1, 32, 32}), eval), doctest::Contains("expected [N, 3, 32, 32]"),
+                       shape_error);
+  io::file f = net.state_dict();
+  f.entries.erase("layers.2.G.mlp.0.weight");
+  CHECK_THROWS_WITH_AS(net.load(f), doctest::Contains("missing key 'layers.2.G.mlp.0.weight'"), io_error);
+  // A checkpoint made for another image size: its position embedding has other extents.
+  CHECK_THROWS_WITH_AS(MinRev<Big>().load(net.state_dict()),
+                       doctest::Contains("'pos_embeddings' has extents [1, 64, 64] in the file, expected [1, 256, 64]"),
+                       io_error);
+  CHECK_THROWS_WITH_AS(MinRev<Deep>().load(net.state_dict()), doctest::Contains("missing key 'layers.4."), io_error);
+}
