@@ -14,50 +14,14 @@ mode. Prints one JSON line per measurement, then one with the ratios:
   official_reversible / official_plain   (for context)
 Peak memory of the PyTorch runs is the sampled resident-set growth (the OS's view).
 """
-import argparse
-import json
 import os
-import statistics
-import subprocess
 import sys
-import threading
-import time
+
+from speed_common import compare, parser, timed, train_step
 
 
-def resident_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class RssSampler:
-    def __init__(self):
-        self.start = self.peak = resident_bytes()
-        self.running = True
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-        self.thread.start()
-
-    def loop(self):
-        while self.running:
-            self.peak = max(self.peak, resident_bytes())
-            time.sleep(0.001)
-
-    def stop(self):
-        self.running = False
-        self.thread.join()
-        return max(0, self.peak - self.start)
-
-
-def rev_step(args, mode):
-    env = dict(os.environ, REV_NUM_THREADS=str(args.threads))
-    cmd = [args.rev, "bench", "revbifpn-" + args.model, "--" + mode, "--batch", str(args.batch), "--res", str(args.res),
-           "--steps", str(args.steps), "--json"]
-    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-    r = json.loads(out.strip().splitlines()[-1])
-    r["library"] = "rev"
-    return r
-
-
-def official_step(args, reversible):
+def official_step(args, mode):
+    reversible = mode == "reversible"
     import torch
     torch.set_num_threads(args.threads)
     sys.path.insert(0, args.checkout)
@@ -66,59 +30,16 @@ def official_step(args, reversible):
     build = getattr(revbifpn, "revbifpn_" + args.model)
     model = build(disable_rev=not reversible, disable_recomp=not reversible)
     model = model[0] if isinstance(model, tuple) else model
-    model.train()
-    x = torch.rand(args.batch, 3, args.res, args.res)
-    dout = (torch.rand(args.batch, 1000) * 2 - 1) * 1e-3
-
-    def step():
-        model.zero_grad(set_to_none=False)
-        (model(x) * dout).sum().backward()
-
-    step()  # warm-up
-    rss = RssSampler()
-    times = []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    peak = rss.stop()
-    return {"bench": "official", "library": "official", "model": args.model, "mode": "reversible" if reversible else "plain",
-            "batch": args.batch, "res": args.res, "threads": args.threads, "steps": args.steps,
-            "step_s_median": statistics.median(times), "step_s_min": min(times), "os_peak_rss_mb": peak / 1048576,
-            "torch": torch.__version__}
+    step = train_step(model, args)
+    return timed(step, args, bench="official", library="official", model=args.model, mode=mode)
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkout", help="path of a checkout of CerebrasResearch/RevBiFPN (the directory with revbifpn.py)")
-    p.add_argument("--rev", default=os.path.join(os.path.dirname(__file__), "..", "build", "examples", "rev"))
-    p.add_argument("--model", default="s0", choices=[f"s{i}" for i in range(7)])
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--res", type=int, default=224)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--steps", type=int, default=5)
-    args = p.parse_args()
+    args = parser(__doc__, "path of a checkout of CerebrasResearch/RevBiFPN (the directory with revbifpn.py)",
+                  [f"s{i}" for i in range(7)], "s0", 5).parse_args()
     if not os.path.isfile(os.path.join(args.checkout, "revbifpn.py")):
         sys.exit(f"speed_revbifpn.py: no revbifpn.py in {args.checkout}; pass a checkout of CerebrasResearch/RevBiFPN")
-    if not os.access(args.rev, os.X_OK):
-        sys.exit(f"speed_revbifpn.py: {args.rev} is not an executable; build it with cmake --build build --target rev_tool")
-
-    results = {}
-    for mode in ("stored", "reversible"):
-        r = rev_step(args, mode)
-        results["rev_" + mode] = r
-        print(json.dumps(r), flush=True)
-    for reversible in (False, True):
-        r = official_step(args, reversible)
-        results["official_" + r["mode"]] = r
-        print(json.dumps(r), flush=True)
-    t = {k: v["step_s_median"] for k, v in results.items()}
-    print(json.dumps({"bench": "speed_revbifpn", "model": args.model, "batch": args.batch, "res": args.res,
-                      "threads": args.threads,
-                      "rev_reversible_over_rev_stored": t["rev_reversible"] / t["rev_stored"],
-                      "rev_reversible_over_official_plain": t["rev_reversible"] / t["official_plain"],
-                      "rev_stored_over_official_plain": t["rev_stored"] / t["official_plain"],
-                      "official_reversible_over_official_plain": t["official_reversible"] / t["official_plain"]}))
+    compare(args, "speed_revbifpn", "revbifpn-" + args.model, "official", official_step, ("plain", "reversible"))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 // One model of the `rev` tool's zoo, chosen at compile time: REV_CLI_REVBIFPN=S0..S6,
 // REV_CLI_REVNET=R38|R110|R164, REV_CLI_REVCOL=T|S|B|L|XL|H, REV_CLI_REVVIT=S|B|L (SlowFast's
-// layout) or REV_CLI_REVVIT_MINREV=S|B|L (examples/CMakeLists.txt compiles this file once per
-// model).
+// layout), REV_CLI_REVVIT_MINREV=S|B|L or REV_CLI_REVMVIT=B (examples/CMakeLists.txt compiles this
+// file once per model).
 #include <cctype>
 #include <string>
 
 #include "cli.hpp"
 #include "rev/models/revbifpn.hpp"
 #include "rev/models/revcol.hpp"
+#include "rev/models/revmvit.hpp"
 #include "rev/models/revnet.hpp"
 #include "rev/models/revvit.hpp"
 
@@ -169,16 +170,21 @@ model_entry entry() {
             return bench_model(net, o, 3, 1000);
           }};
 }
-#elif defined(REV_CLI_REVVIT) || defined(REV_CLI_REVVIT_MINREV)
+#elif defined(REV_CLI_REVVIT) || defined(REV_CLI_REVVIT_MINREV) || defined(REV_CLI_REVMVIT)
 namespace rv = models::revvit;
 #if defined(REV_CLI_REVVIT)
 using Cfg = rv::REV_CLI_REVVIT;
-using Layout = rv::slowfast;
-#else
+using Model = models::RevViT<Cfg, rv::slowfast>;
+const std::string family = "revvit-", title = "Rev-ViT-";
+#elif defined(REV_CLI_REVVIT_MINREV)
 using Cfg = rv::REV_CLI_REVVIT_MINREV;
-using Layout = rv::minrev;
+using Model = models::RevViT<Cfg, rv::minrev>;
+const std::string family = "revvit-minrev-", title = "Rev-ViT-";
+#else
+using Cfg = models::revmvit::REV_CLI_REVMVIT;
+using Model = models::RevMViT<Cfg>;
+const std::string family = "revmvit-", title = "Rev-MViT-";
 #endif
-using Model = models::RevViT<Cfg, Layout>;
 
 // Stochastic depth off, so that a training step is deterministic.
 Model make() {
@@ -193,15 +199,24 @@ std::string part_of(const std::string& key) {
   return "head";
 }
 
-// Conv, linear and attention-product MACs of the stem, the reversible blocks and the head.
+// The two streams after the last block from the stem's tokens: Rev-ViT's blocks take the tokens
+// duplicated, Rev-MViT's backbone (stacks and transitions) the tokens.
+template <class Net>
+auto blocks(Net& net, const Tensor<float>& tokens, context& ctx) {
+  if constexpr (requires { net.backbone(); }) return net.backbone().forward(tokens, ctx);
+  else return net.layers().forward({tokens, tokens}, ctx);
+}
+
+// Conv (Rev-MViT's pooling convolutions included), linear and attention-product MACs of the
+// stem, the blocks and the head.
 summary summarize(int res) {
   Model net = make();
   const auto params = parameters_by_part(net, part_of);
   const Tensor<float> image({1, 3, res, res});
   context ctx{phase::eval};
   summary s{res, {}};
-  const auto x = counted(s, "stem", params.at("stem"), [&] { return net.tokens(image, ctx); });
-  const auto streams = counted(s, "blocks", params.at("blocks"), [&] { return net.layers().forward({x, x}, ctx); });
+  const auto x = counted(s, "stem", params.at("stem"), [&] { return net.stem().forward(image, ctx); });
+  const auto streams = counted(s, "blocks", params.at("blocks"), [&] { return blocks(net, x, ctx); });
   counted(s, "head", params.at("head"), [&] { return net.head().forward(streams, ctx); });
   return s;
 }
@@ -209,9 +224,9 @@ summary summarize(int res) {
 model_entry entry() {
   std::string name = Cfg::name;  // "S"
   for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  const bool minrev = std::same_as<Layout, rv::minrev>;
-  return {"revvit-" + (minrev ? "minrev-" + name : name),
-          std::string("Rev-ViT-") + Cfg::name + (minrev ? " (minREV layout)" : ""),
+  const bool minrev = family == "revvit-minrev-";
+  return {family + name,
+          title + Cfg::name + (minrev ? " (minREV layout)" : ""),
           Cfg::image,
           Cfg::image,
           3,
@@ -227,7 +242,8 @@ model_entry entry() {
           }};
 }
 #else
-#error "examples/rev/model.cpp: define REV_CLI_REVBIFPN, REV_CLI_REVNET, REV_CLI_REVCOL or REV_CLI_REVVIT[_MINREV]"
+#error \
+    "examples/rev/model.cpp: define REV_CLI_REVBIFPN, REV_CLI_REVNET, REV_CLI_REVCOL, REV_CLI_REVVIT[_MINREV] or REV_CLI_REVMVIT"
 #endif
 
 const registrar registered{entry()};

@@ -4,8 +4,10 @@
 #pragma once
 
 #include <map>
+#include <ostream>
 #include <string>
 
+#include "helpers.hpp"
 #include "rev/core/layer.hpp"
 #include "rev/core/memory.hpp"
 #include "rev/graph/chain.hpp"
@@ -41,6 +43,37 @@ std::size_t step_peak(Net& net, const Tensor<T>& image, mode m) {
   const Tensor<T> y = net.forward(image, train, tape);
   net.backward(tape, Tensor<T>(y.shape()));
   return scope.peak_above_start();
+}
+
+// The worst relative difference of two same-type models' parameter gradients (Stored against
+// Reversible), leaving out the keys for which skip(key) holds (gradients that are zero in exact
+// arithmetic, compared in absolute terms by the caller).
+template <class Net, class Skip>
+worst gradient_gap(Net& a, Net& b, Skip skip) {
+  std::map<std::string, Tensor<typename Net::value_type>> ref;
+  a.for_each_parameter([&](const std::string& k, auto& p) { ref[k] = p.grad; });
+  worst w;
+  b.for_each_parameter([&](const std::string& k, auto& p) {
+    if (!skip(k)) w.add(k, test::max_rel_error(p.grad, ref.at(k)));
+  });
+  return w;
+}
+
+// Peak bytes of a training step of a shallow and a deep model of one family, Stored and
+// Reversible: activation memory grows with depth when stored, stays flat when reversible.
+struct depth_peaks {
+  std::size_t stored_shallow, stored_deep, reversible_shallow, reversible_deep;
+  bool stored_grows() const { return stored_deep > 3 * stored_shallow / 2; }
+  bool reversible_flat() const { return reversible_deep <= reversible_shallow + reversible_shallow / 20; }
+  friend std::ostream& operator<<(std::ostream& os, const depth_peaks& p) {
+    return os << "stored " << p.stored_shallow << " vs " << p.stored_deep << ", reversible " << p.reversible_shallow
+              << " vs " << p.reversible_deep;
+  }
+};
+template <class Shallow, class Deep, class T>
+depth_peaks step_peaks(Shallow& shallow, Deep& deep, const Tensor<T>& image) {
+  return {step_peak(shallow, image, mode::stored), step_peak(deep, image, mode::stored),
+          step_peak(shallow, image, mode::reversible), step_peak(deep, image, mode::reversible)};
 }
 
 }  // namespace rev::testing

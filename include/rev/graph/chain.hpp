@@ -405,10 +405,13 @@ class Chain {
 };
 
 /// N blocks of the same type, stored in an array and run in a loop (no template recursion).
-/// Parameters are named "<i>.<block's names>" as in an nn.Sequential of the blocks.
-template <int N, class Block>
+/// Parameters are named "<i>.<block's names>" as in an nn.Sequential of the blocks, i counted
+/// from First (a stack that continues another's numbering: Rev-MViT's "layers.4" .. "layers.13").
+template <int N, class Block, int First = 0>
 class Repeat {
   static_assert(N > 0, "rev::Repeat<N,Block>: N must be positive");
+  static_assert(First >= 0, "rev::Repeat<N,Block,First>: First must not be negative");
+  static constexpr auto first = static_cast<std::size_t>(First);
   static_assert(checked_block<Block>());
   static_assert(sizeof(typename decltype(detail::repeat_check<Block>())::type) > 0);
   static_assert(std::same_as<input_t<Block>, output_t<Block>>,
@@ -416,7 +419,7 @@ class Repeat {
 
  public:
   template <class T2, class B2>
-  using rebind = Repeat<N, rebind_t<Block, T2, B2>>;
+  using rebind = Repeat<N, rebind_t<Block, T2, B2>, First>;
   using value_type = typename Block::value_type;
   using backend = typename Block::backend;
   using tensor_type = Tensor<value_type, backend>;
@@ -485,11 +488,13 @@ class Repeat {
 
   template <class V>
   void for_each_parameter(V&& v, const std::string& prefix = "") {
-    for (std::size_t i = 0; i < blocks_.size(); ++i) blocks_[i].for_each_parameter(v, child_prefix<Block>(prefix, i));
+    for (std::size_t i = 0; i < blocks_.size(); ++i)
+      blocks_[i].for_each_parameter(v, child_prefix<Block>(prefix, first + i));
   }
   template <class V>
   void for_each_buffer(V&& v, const std::string& prefix = "") {
-    for (std::size_t i = 0; i < blocks_.size(); ++i) blocks_[i].for_each_buffer(v, child_prefix<Block>(prefix, i));
+    for (std::size_t i = 0; i < blocks_.size(); ++i)
+      blocks_[i].for_each_buffer(v, child_prefix<Block>(prefix, first + i));
   }
   /// Calls v(block) for each block (rev::apply).
   template <class V>

@@ -84,6 +84,26 @@ concept Layout = std::same_as<L, slowfast> || std::same_as<L, minrev>;
 template <class Cfg>
 inline constexpr int tokens = (Cfg::image / Cfg::patch) * (Cfg::image / Cfg::patch);
 
+/// The image check of Rev-ViT and Rev-MViT: [N, 3, side, side], the size the position embedding
+/// was made for. rev refuses another resolution rather than interpolating the embedding: the
+/// error names both token grids (the patch embedding's stride is `stride`).
+template <class X>
+void check_image(const std::string& who, const X& image, int side, int grid, int stride) {
+  const bool rgb = image.rank() == 4 && image.size(1) == 3;
+  if (rgb && image.size(2) == side && image.size(3) == side) return;
+  const std::string expected = ", expected [N, 3, " + std::to_string(side) + ", " + std::to_string(side) + "]";
+  const std::string made_for =
+      "the position embedding is made for a " + std::to_string(grid) + " x " + std::to_string(grid) + " token grid";
+  check<shape_error>(rgb, who, ": image has extents ", image.shape(), expected);
+  const index_t h = image.size(2), w = image.size(3);
+  check<shape_error>(h % stride == 0 && w % stride == 0, who, ": image has extents ", image.shape(), expected, " (", h,
+                     " x ", w, " is not a multiple of the patch stride ", stride, "; ", made_for, ")");
+  check<shape_error>(false, who, ": image has extents ", image.shape(), expected, " (it gives a ", h / stride, " x ",
+                     w / stride, " token grid, ", made_for,
+                     "; another resolution needs a configuration of that image size: rev does not interpolate the "
+                     "position embedding)");
+}
+
 /// The parameter count of a configuration (either layout: no class token; the head reads 2C).
 template <class Cfg>
 constexpr long long parameter_count() {
@@ -269,10 +289,7 @@ class RevViT : public revvit::Network<Cfg, L, T, B> {
     else return 0.0;
   }
   void check_image(const tensor_type& image) const {
-    check<shape_error>(
-        image.rank() == 4 && image.size(1) == 3 && image.size(2) == Cfg::image && image.size(3) == Cfg::image, name(),
-        ": image has extents ", image.shape(), ", expected [N, 3, ", Cfg::image, ", ", Cfg::image,
-        "] (the position embedding is made for that size)");
+    revvit::check_image(name(), image, Cfg::image, Cfg::image / Cfg::patch, Cfg::patch);
   }
 };
 
