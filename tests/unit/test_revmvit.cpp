@@ -52,6 +52,14 @@ TEST_CASE("Rev-MViT: parameter count of B-16 (spec §5) and of the built model")
   RevMViT<Tiny, double> net;
   CHECK(parameter_count(net) == rm::parameter_count<Tiny>());
   CHECK(parameter_count(net) == 171621);  // the official model's at these sizes
+  // SlowFast's initialisation: weights (Linear, conv, pooling conv) N(0, 0.02), biases and norm biases 0.02.
+  auto& attn = net.backbone().template get<3>().template get<2>().attn;  // the second transition's
+  double s2 = 0;
+  for (double v : attn.pool_weight[0].value) s2 += v * v;
+  CHECK(std::sqrt(s2 / static_cast<double>(attn.pool_weight[0].value.numel())) == doctest::Approx(0.02).epsilon(0.5));
+  CHECK(attn.in_bias[1].value.data()[0] == 0.02);
+  CHECK(attn.norm_bias[0].value.data()[0] == 0.02);
+  CHECK(attn.norm_weight[0].value.data()[0] == 1);
 }
 
 TEST_CASE("Rev-MViT: pooling attention gradients match finite differences (float64)") {

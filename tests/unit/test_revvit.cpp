@@ -86,6 +86,62 @@ TEST_CASE("Rev-ViT (minREV layout): keys, eval parity, streams and their inverse
   CHECK(test::max_rel_error(x[1], stem) <= 1e-5);
 }
 
+// minREV's keys mapped to SlowFast's (spec revvit-keys.txt): the packed in-projection split into
+// q, k, v by rows, the MLP's "0" / "2" named fc1 / fc2, the head under "projection".
+io::file to_slowfast(const io::file& minrev) {
+  io::file f;
+  for (const auto& [key, entry] : minrev.entries) {
+    const Tensor<float> t = minrev.tensor<float>(key);
+    std::string k = key;
+    auto replace = [&](const std::string& from, const std::string& to) {
+      if (const auto at = k.find(from); at != std::string::npos) k.replace(at, from.size(), to);
+    };
+    if (k.starts_with("layers.")) k = "rev_backbone." + k;
+    replace("pos_embeddings", "pos_embed");
+    replace("patch_embed.", "patch_embed.proj.");
+    replace("head.", "head.projection.");
+    replace("attn.out_proj.", "attn.proj.");
+    replace("mlp.0.", "mlp.fc1.");
+    replace("mlp.2.", "mlp.fc2.");
+    if (k.ends_with("in_proj_weight") || k.ends_with("in_proj_bias")) {
+      const bool weight = k.ends_with("weight");
+      const index_t c = t.size(0) / 3, cols = weight ? t.size(1) : 1;
+      const auto parts = ops::split_channels(t.reshape({1, 3 * c, cols}), {c, c, c});
+      const std::string stem = k.substr(0, k.rfind("in_proj_"));
+      const char* names[] = {"q", "k", "v"};
+      for (std::size_t i = 0; i < 3; ++i)
+        f.put(stem + names[i] + (weight ? ".weight" : ".bias"),
+              weight ? parts[i].reshape({c, cols}) : parts[i].reshape({c}));
+      continue;
+    }
+    f.put(k, t);
+  }
+  return f;
+}
+
+TEST_CASE("Rev-ViT: minREV's weights in SlowFast's layout give its streams; the termination differs (spec §1.7)") {
+  if (!have_golden()) {
+    MESSAGE("skipped: no golden data at ", golden);
+    return;
+  }
+  const io::file weights = io::load(golden + ".weights.safetensors");
+  const io::file ref = io::load(golden + ".io.safetensors");
+  RevViT<Tiny, rv::slowfast> net;
+  CHECK(net.load(to_slowfast(weights)).ok());    // strict: every key mapped, every extent right
+  CHECK_THROWS_AS(net.load(weights), io_error);  // minREV's keys do not load into SlowFast's layout
+  const Tensor<float> image = ref.tensor<float>("input");
+  context eval{phase::eval};
+  const auto y = net.streams(image, eval);
+  // The blocks are the same computation but for G's LayerNorm eps (SlowFast 1e-6, minREV 1e-5).
+  const double streams = std::max(test::max_rel_error(y[0], ref.tensor<float>("intermediate.x1")),
+                                  test::max_rel_error(y[1], ref.tensor<float>("intermediate.x2")));
+  // SlowFast normalises before the mean over tokens, minREV after: the logits differ.
+  const double logits = test::max_rel_error(net.forward(image, eval), ref.tensor<float>("output"));
+  MESSAGE("SlowFast layout with minREV's weights: streams ", streams, ", logits ", logits);
+  CHECK(streams <= 2e-5);
+  CHECK(logits >= 0.1);
+}
+
 TEST_CASE_TEMPLATE("Rev-ViT (minREV layout): golden gradients, stored and reversible", T, float, double) {
   if (!have_golden()) {
     MESSAGE("skipped: no golden data at ", golden);

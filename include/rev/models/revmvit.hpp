@@ -81,13 +81,9 @@ constexpr int first_block(int s) {
   for (int t = 0; t < s; ++t) i += Cfg::blocks[static_cast<std::size_t>(t)] + 1;
   return i;
 }
-/// The token grid side of stage 0 (the stem's output) and of stage s.
+/// The token grid side of stage 0 (the stem's output); stage s's is grid0 / 2^s.
 template <class Cfg>
 inline constexpr int grid0 = (Cfg::image + 2 * Cfg::patch_padding - Cfg::patch_kernel) / Cfg::patch_stride + 1;
-template <class Cfg>
-constexpr int grid(int s) {
-  return grid0<Cfg> >> s;
-}
 
 /// A stage's width, heads, K/V stride and MLP ratio (and the classes), read by the blocks and by
 /// revvit's G and head: configurations with equal stages share their block types.
@@ -240,16 +236,15 @@ class RevMViT : public revmvit::Network<Cfg, T, B> {
   static constexpr int classes = Cfg::classes;
   static constexpr int depth = revmvit::depth<Cfg>;
 
-  /// SlowFast's initialisation, drawn from g: Linear weights and the position embedding
-  /// normal(0, 0.02) (the truncation at +-2 is never reached), Linear and LayerNorm biases 0.02,
-  /// LayerNorm weights 1; the convolutions keep PyTorch's defaults. Drop-path at Cfg::drop_path.
+  /// SlowFast's initialisation, drawn from g: Linear and convolution weights (the stem's and the
+  /// pooling convolutions) and the position embedding normal(0, 0.02) (the truncation at +-2 is
+  /// never reached), Linear and LayerNorm biases 0.02, LayerNorm weights 1; the stem's bias keeps
+  /// PyTorch's default. Drop-path at Cfg::drop_path.
   explicit RevMViT(Generator& g = default_generator()) {
     this->for_each_parameter([&](const std::string& name, Param<T, B>& p) {
-      if (name.starts_with("patch_embed") || name.find(".pool_") != std::string::npos) return;
-      const bool norm = name.find("norm") != std::string::npos;
-      if (norm) p.value.fill(T(name.ends_with(".weight") ? 1 : 0.02));
+      if (name.find("norm") != std::string::npos) p.value.fill(T(name.ends_with(".weight") ? 1 : 0.02));
       else if (name.ends_with(".weight") || name == "pos_embed") nn::init::normal(p.value, 0.0, 0.02, g);
-      else p.value.fill(T(0.02));
+      else if (!name.starts_with("patch_embed")) p.value.fill(T(0.02));
     });
     set_stochastic_depth(Cfg::drop_path);
   }
