@@ -82,6 +82,11 @@ TEST_CASE("Rev-MViT: pooling attention gradients match finite differences (float
   };
   const double numeric = (loss(eps) - loss(-eps)) / (2 * eps);
   CHECK(std::abs(analytic - numeric) <= 1e-7 * std::max(1.0, std::abs(numeric)));
+  // The transition's sub-block: the pooled residual and the attention share pool_q and norm_q.
+  nn::PooledResidualAttention<6, 2, 1, double> sub;
+  sub.for_each_parameter([&](const std::string&, Param<double>& p) { nn::init::normal(p.value, 0.0, 0.5, g); });
+  auto rs = testing::check_gradients(sub, test::random({2, 16, 6}, 8));
+  CHECK_MESSAGE(rs.ok(), rs.str());
   context eval{phase::eval};
   CHECK_THROWS_WITH_AS(attn.forward(Tensor<double>({1, 15, 6}), eval),
                        doctest::Contains("15 tokens are not a square grid"), shape_error);

@@ -49,7 +49,6 @@
 #include "rev/nn/position_embedding.hpp"
 #include "rev/nn/sequential.hpp"
 #include "rev/nn/tokens.hpp"
-#include "rev/ops/elementwise.hpp"
 
 namespace rev::models {
 
@@ -130,46 +129,6 @@ template <class Cfg, int S, Scalar T, class B>
 using Stack =
     Unnamed<Chain<Fork<2, T, B>, Unnamed<Repeat<Cfg::blocks[S], Block<stage<Cfg, S>, T, B>, first_block<Cfg>(S)>>>>;
 
-/// The attention of a transition into a stage of width W: x' = P_q(z) + MHPA(LayerNorm(z)), the
-/// residual pooled by the attention's own Q pooling and norm_q (the weights are shared).
-template <int W, int Heads, int KVStride, Scalar T = float, class B = cpu>
-class PooledResidualAttention : public layer_types<T, B> {
- public:
-  template <Scalar T2, class B2>
-  using rebind = PooledResidualAttention<W, Heads, KVStride, T2, B2>;
-  using tensor_type = Tensor<T, B>;
-  using attention_type = nn::PoolingAttention<W, W, Heads, 2, KVStride, T, B>;
-  using norm_type = nn::LayerNorm<W, nn::eps_1e6, T, B>;
-  static constexpr int in_features = W, out_features = W;
-  static constexpr layout in_layout = layout::tokens, out_layout = layout::tokens;
-  struct cache {
-    typename norm_type::cache norm;
-    typename attention_type::cache attn;
-    typename attention_type::pool_cache residual;
-  };
-
-  norm_type norm;
-  attention_type attn;
-
-  tensor_type forward(const tensor_type& z, context& ctx) {
-    return ops::add(attn.pool_q(z), attn.forward(norm.forward(z, ctx), ctx));
-  }
-  tensor_type forward(const tensor_type& z, context& ctx, cache& c) {
-    return ops::add(attn.pool_q(z, &c.residual), attn.forward(norm.forward(z, ctx, c.norm), ctx, c.attn));
-  }
-  tensor_type backward(cache& c, const tensor_type& dy) {
-    return ops::add(attn.pool_q_backward(c.residual, dy), norm.backward(c.norm, attn.backward(c.attn, dy)));
-  }
-
-  template <class V>
-  void for_each_parameter(V&& v, const std::string& prefix = "") {
-    norm.for_each_parameter(v, join_name(prefix, "norm"));
-    attn.for_each_parameter(v, join_name(prefix, "attn"));
-  }
-  template <class V>
-  void for_each_buffer(V&&, const std::string& = "") {}
-};
-
 /// SlowFast's Mlp of a given width and hidden width: "fc1", exact GELU, "fc2".
 template <int W, int Hidden, Scalar T, class B>
 using Mlp = nn::Sequential<Named<"fc1", nn::Linear<W, Hidden, true, T, B>>, nn::GELU<T, B>,
@@ -180,7 +139,7 @@ using Mlp = nn::Sequential<Named<"fc1", nn::Linear<W, Hidden, true, T, B>>, nn::
 template <class D, Scalar T, class B>
 using TransitionBlock =
     Chain<ConcatStreams<2, T, B>, Named<"pre_q_fuse", Residual<Named<"fuse_fn", Mlp<D::width, 2 * D::width, T, B>>>>,
-          Named<"F", PooledResidualAttention<D::width, D::heads, D::kv_stride, T, B>>,
+          Named<"F", nn::PooledResidualAttention<D::width, D::heads, D::kv_stride, T, B>>,
           Unnamed<Residual<Named<"G", nn::Sequential<Named<"norm", nn::LayerNorm<D::width, nn::eps_1e6, T, B>>,
                                                      Named<"mlp", Mlp<D::width, D::mlp_ratio * D::width, T, B>>>>>>,
           nn::DropPath<T, B>>;

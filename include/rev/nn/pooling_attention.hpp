@@ -13,7 +13,8 @@
 // (LayerNorm, eps 1e-6).
 //
 // pool_q(x) is P applied to the input itself, heads merged back: Rev-MViT's stage-transition
-// blocks pool their residual with the attention's own Q pooling (SlowFast RES_PATH "conv").
+// blocks pool their residual with the attention's own Q pooling (SlowFast RES_PATH "conv"),
+// PooledResidualAttention below.
 #pragma once
 
 #include <array>
@@ -23,6 +24,7 @@
 #include "rev/core/layer.hpp"
 #include "rev/cpu.hpp"
 #include "rev/nn/init.hpp"
+#include "rev/nn/layernorm.hpp"
 #include "rev/ops/attention.hpp"
 #include "rev/ops/conv2d.hpp"
 #include "rev/ops/elementwise.hpp"
@@ -217,6 +219,48 @@ class PoolingAttention : public layer_types<T, B> {
     }
     return y;
   }
+};
+
+/// SlowFast's attention sub-block with its residual pooled (RES_PATH "conv": Rev-MViT's stage
+/// transitions), on tokens z [B, N, W]: P_q(z) + MHPA(LayerNorm_1e-6(z)) with Q pooled at stride 2,
+/// the residual pooled by the attention's own pool_q and norm_q (one set of weights for both
+/// paths, so their gradients add). Keys "norm", "attn".
+template <int W, int Heads, int KVStride, Scalar T = float, class B = cpu>
+class PooledResidualAttention : public layer_types<T, B> {
+ public:
+  template <Scalar T2, class B2>
+  using rebind = PooledResidualAttention<W, Heads, KVStride, T2, B2>;
+  using tensor_type = Tensor<T, B>;
+  using attention_type = PoolingAttention<W, W, Heads, 2, KVStride, T, B>;
+  using norm_type = LayerNorm<W, eps_1e6, T, B>;
+  static constexpr int in_features = W, out_features = W;
+  static constexpr layout in_layout = layout::tokens, out_layout = layout::tokens;
+  struct cache {
+    typename norm_type::cache norm;
+    typename attention_type::cache attn;
+    typename attention_type::pool_cache residual;
+  };
+
+  norm_type norm;
+  attention_type attn;
+
+  tensor_type forward(const tensor_type& z, context& ctx) {
+    return ops::add(attn.pool_q(z), attn.forward(norm.forward(z, ctx), ctx));
+  }
+  tensor_type forward(const tensor_type& z, context& ctx, cache& c) {
+    return ops::add(attn.pool_q(z, &c.residual), attn.forward(norm.forward(z, ctx, c.norm), ctx, c.attn));
+  }
+  tensor_type backward(cache& c, const tensor_type& dy) {
+    return ops::add(attn.pool_q_backward(c.residual, dy), norm.backward(c.norm, attn.backward(c.attn, dy)));
+  }
+
+  template <class V>
+  void for_each_parameter(V&& v, const std::string& prefix = "") {
+    norm.for_each_parameter(v, join_name(prefix, "norm"));
+    attn.for_each_parameter(v, join_name(prefix, "attn"));
+  }
+  template <class V>
+  void for_each_buffer(V&&, const std::string& = "") {}
 };
 
 }  // namespace rev::nn
