@@ -36,7 +36,37 @@ struct attention_kernels {
   template <Scalar T>
   static Tensor<T> multi_head_attention(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, int heads,
                                         std::type_identity_t<attention_cache<T>>* cache, double scale) {
-    const auto a = detail::attention_check(q, k, v, heads, scale, "rev::ops::multi_head_attention");
+    return attention_forward(q, k, v, heads, static_cast<const Tensor<T>*>(nullptr), cache, scale,
+                             "rev::ops::multi_head_attention");
+  }
+
+  template <Scalar T>
+  static Tensor<T> attention_with_bias(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, int heads,
+                                       const Tensor<T>& bias, std::type_identity_t<attention_cache<T>>* cache,
+                                       double scale) {
+    return attention_forward(q, k, v, heads, &bias, cache, scale, "rev::ops::attention_with_bias");
+  }
+
+  template <Scalar T>
+  static attention_grads<T> multi_head_attention_backward(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
+                                                          int heads, const attention_cache<T>& cache,
+                                                          const Tensor<T>& dout, double scale) {
+    return attention_backward(q, k, v, heads, cache, dout, scale, false, "rev::ops::multi_head_attention_backward");
+  }
+
+  template <Scalar T>
+  static attention_grads<T> attention_with_bias_backward(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
+                                                         int heads, const attention_cache<T>& cache,
+                                                         const Tensor<T>& dout, double scale) {
+    return attention_backward(q, k, v, heads, cache, dout, scale, true, "rev::ops::attention_with_bias_backward");
+  }
+
+ private:
+  template <Scalar T>
+  static Tensor<T> attention_forward(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, int heads,
+                                     const Tensor<T>* bias, attention_cache<T>* cache, double scale, const char* who) {
+    const auto a = detail::attention_check(q, k, v, heads, scale, who);
+    if (bias) expect_shape(*bias, {a.B, a.heads, a.Nq, a.Nk}, who, "bias");
     Tensor<T> out = Tensor<T>::uninitialized({a.B, a.Nq, a.Dv});
     Tensor<T> probs;
     if (cache) probs = Tensor<T>::uninitialized({a.B, a.heads, a.Nq, a.Nk});
@@ -53,6 +83,8 @@ struct attention_kernels {
         T* pp = cache ? probs.data() + t * a.Nq * a.Nk : local.data();
         detail::attn_cols<T> P(pp, a.Nq, a.Nk, Eigen::OuterStride<>(a.Nk));
         P.noalias() = (s * Q) * K.transpose();
+        if (bias)
+          P += detail::attn_const_cols<T>(bias->data() + t * a.Nq * a.Nk, a.Nq, a.Nk, Eigen::OuterStride<>(a.Nk));
         // Row softmax, shifted by the row maximum.
         for (index_t i = 0; i < a.Nq; ++i) {
           T* row = pp + i * a.Nk;
@@ -73,15 +105,15 @@ struct attention_kernels {
   }
 
   template <Scalar T>
-  static attention_grads<T> multi_head_attention_backward(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
-                                                          int heads, const attention_cache<T>& cache,
-                                                          const Tensor<T>& dout, double scale) {
-    constexpr const char* who = "rev::ops::multi_head_attention_backward";
+  static attention_grads<T> attention_backward(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, int heads,
+                                               const attention_cache<T>& cache, const Tensor<T>& dout, double scale,
+                                               bool want_dbias, const char* who) {
     const auto a = detail::attention_check(q, k, v, heads, scale, who);
     expect_shape(cache.probs, {a.B, a.heads, a.Nq, a.Nk}, who, "cache.probs");
     expect_shape(dout, {a.B, a.Nq, a.Dv}, who, "dout");
     attention_grads<T> g{Tensor<T>::uninitialized(q.shape()), Tensor<T>::uninitialized(k.shape()),
-                         Tensor<T>::uninitialized(v.shape())};
+                         Tensor<T>::uninitialized(v.shape()),
+                         want_dbias ? Tensor<T>::uninitialized(cache.probs.shape()) : Tensor<T>()};
     const T s = static_cast<T>(a.scale);
     parallel_for(a.B * a.heads, detail::attention_grain(a), [&](index_t begin, index_t end) {
       detail::attn_matrix<T> dS(a.Nq, a.Nk);
@@ -100,17 +132,19 @@ struct attention_kernels {
         detail::attn_cols<T> dV(g.dv.data() + vk, a.Nk, a.dv, Eigen::OuterStride<>(a.Dv));
         dV.noalias() = P.transpose() * dO;
         dS.noalias() = dO * V.transpose();  // dP
-        // Softmax backward per row: dS = P ∘ (dP - <P, dP>_row), then the scale of the scores.
+        // Softmax backward per row: dS = P ∘ (dP - <P, dP>_row), the bias's gradient; the
+        // scores' scale goes to dQ and dK.
         for (index_t i = 0; i < a.Nq; ++i) {
           const T* p = P.data() + i * a.Nk;
           T* r = dS.data() + i * a.Nk;
           double dot = 0;
           for (index_t j = 0; j < a.Nk; ++j) dot += static_cast<double>(p[j]) * static_cast<double>(r[j]);
           const T c = static_cast<T>(dot);
-          for (index_t j = 0; j < a.Nk; ++j) r[j] = s * p[j] * (r[j] - c);
+          for (index_t j = 0; j < a.Nk; ++j) r[j] = p[j] * (r[j] - c);
         }
-        dQ.noalias() = dS * K;
-        dK.noalias() = dS.transpose() * Q;
+        if (want_dbias) std::copy(dS.data(), dS.data() + a.Nq * a.Nk, g.dbias.data() + t * a.Nq * a.Nk);
+        dQ.noalias() = s * (dS * K);
+        dK.noalias() = s * (dS.transpose() * Q);
       }
     });
     return g;

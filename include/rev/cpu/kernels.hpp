@@ -15,11 +15,13 @@
 #include "rev/cpu/linear.hpp"
 #include "rev/cpu/loss.hpp"
 #include "rev/cpu/pool.hpp"
+#include "rev/cpu/rel_pos.hpp"
 #include "rev/cpu/resample.hpp"
 #include "rev/cpu/softmax.hpp"
 #include "rev/cpu/space_to_depth.hpp"
 #include "rev/cpu/squeeze_excite.hpp"
 #include "rev/cpu/tokens.hpp"
+#include "rev/cpu/windows.hpp"
 
 namespace rev {
 
@@ -40,6 +42,8 @@ struct kernels<cpu> : ops::host::elementwise_kernels,
                       ops::host::channels_kernels,
                       ops::host::dropout_kernels,
                       ops::host::squeeze_excite_kernels,
-                      ops::host::tokens_kernels {};
+                      ops::host::tokens_kernels,
+                      ops::host::rel_pos_kernels,
+                      ops::host::windows_kernels {};
 
 }  // namespace rev

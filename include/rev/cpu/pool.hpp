@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 
 #include "rev/core/errors.hpp"
 #include "rev/core/parallel.hpp"
@@ -88,6 +89,58 @@ struct pool_kernels {
                        }
                  });
     return dx;
+  }
+
+  template <Scalar T>
+  static Tensor<T> max_pool2d(const Tensor<T>& x, int k, int stride, int padding) {
+    const auto m = detail::max_pool_check("rev::ops::max_pool2d", x.shape(), k, stride, padding);
+    Tensor<T> y = Tensor<T>::uninitialized({x.size(0), x.size(1), m.Ho, m.Wo});
+    const T* px = x.data();
+    T* py = y.data();
+    for_each_window(
+        x.size(0) * x.size(1), m, k, stride, padding,
+        [&](index_t plane, index_t out, index_t at) { py[plane * m.Ho * m.Wo + out] = px[plane * m.H * m.W + at]; },
+        px);
+    return y;
+  }
+
+  template <Scalar T>
+  static Tensor<T> max_pool2d_backward(const Tensor<T>& x, const Tensor<T>& dy, int k, int stride, int padding) {
+    constexpr const char* who = "rev::ops::max_pool2d_backward";
+    const auto m = detail::max_pool_check(who, x.shape(), k, stride, padding);
+    expect_shape(dy, Shape{x.size(0), x.size(1), m.Ho, m.Wo}, who, "dy");
+    Tensor<T> dx(x.shape());
+    const T* pg = dy.data();
+    T* pd = dx.data();
+    // A task owns whole planes, so the scattered sums of overlapping windows never race.
+    for_each_window(
+        x.size(0) * x.size(1), m, k, stride, padding,
+        [&](index_t plane, index_t out, index_t at) { pd[plane * m.H * m.W + at] += pg[plane * m.Ho * m.Wo + out]; },
+        x.data());
+    return dx;
+  }
+
+ private:
+  // Calls f(plane, output index, index of its maximum in the plane) for every output element.
+  template <class T, class F>
+  static void for_each_window(index_t planes, const detail::max_pool_dims& m, int k, int stride, int padding, F&& f,
+                              const T* px) {
+    parallel_for(planes, std::max<index_t>(1, (index_t{1} << 15) / (m.H * m.W)), [&](index_t b, index_t e) {
+      for (index_t p = b; p < e; ++p) {
+        const T* plane = px + p * m.H * m.W;
+        for (index_t i = 0; i < m.Ho; ++i)
+          for (index_t j = 0; j < m.Wo; ++j) {
+            const index_t h0 = i * stride - padding, w0 = j * stride - padding;
+            index_t best = -1;
+            for (index_t u = std::max<index_t>(h0, 0); u < std::min<index_t>(h0 + k, m.H); ++u)
+              for (index_t v = std::max<index_t>(w0, 0); v < std::min<index_t>(w0 + k, m.W); ++v) {
+                const index_t at = u * m.W + v;
+                if (best < 0 || plane[at] > plane[best] || std::isnan(plane[at])) best = at;
+              }
+            f(p, i * m.Wo + j, best);
+          }
+      }
+    });
   }
 };
 

@@ -54,4 +54,28 @@ class AvgPool2d : public layer_types<T, B>, public no_parameters {
   }
 };
 
+/// Max pooling with a K x K window at stride S and padding P (PyTorch's nn.MaxPool2d(K, S, P)),
+/// [N, C, H, W] -> [N, C, (H + 2P - K) / S + 1, ...]. Keeps its input for backward.
+template <int K, int S, int P, Scalar T = float, class B = cpu>
+class MaxPool2d : public layer_types<T, B>, public no_parameters {
+  static_assert(K >= 1 && S >= 1 && P >= 0 && 2 * P <= K,
+                "rev::nn::MaxPool2d<K,S,P>: needs K >= 1, S >= 1 and 0 <= P <= K / 2");
+
+ public:
+  template <Scalar T2, class B2>
+  using rebind = MaxPool2d<K, S, P, T2, B2>;
+  using tensor_type = Tensor<T, B>;
+  static constexpr layout in_layout = layout::map, out_layout = layout::map;
+  struct cache {
+    tensor_type x;
+  };
+
+  tensor_type forward(const tensor_type& x, context&) { return ops::max_pool2d(x, K, S, P); }
+  tensor_type forward(const tensor_type& x, context& ctx, cache& c) {
+    c.x = x;
+    return forward(x, ctx);
+  }
+  tensor_type backward(cache& c, const tensor_type& dy) { return ops::max_pool2d_backward(c.x, dy, K, S, P); }
+};
+
 }  // namespace rev::nn

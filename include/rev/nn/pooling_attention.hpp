@@ -34,6 +34,88 @@
 
 namespace rev::nn {
 
+/// The pooling operator P of MHPA, shared by SlowFast's and MViTv2's attention: per head, a
+/// depthwise k x k convolution (padding k / 2, no bias) whose d kernels all heads share, then
+/// LayerNorm(d); and the head split and merge of token tensors around it.
+namespace mhpa {
+
+/// [B, s*s, Heads * d] of an s x s grid -> the heads' maps [B * Heads, d, s, s].
+template <Scalar T, class B>
+Tensor<T, B> head_maps(const Tensor<T, B>& t, index_t side, index_t heads) {
+  return ops::tokens_to_map(t, side, side).reshape({t.size(0) * heads, t.size(2) / heads, side, side});
+}
+/// [B, s*s, Heads * d] -> [B * Heads, s*s, d], the heads' tokens.
+template <Scalar T, class B>
+Tensor<T, B> split_heads(const Tensor<T, B>& t, index_t side, index_t heads) {
+  return ops::map_to_tokens(head_maps(t, side, heads));
+}
+/// [B * Heads, s*s, d] -> [B, s*s, Heads * d].
+template <Scalar T, class B>
+Tensor<T, B> merge_heads(const Tensor<T, B>& h, index_t batch, index_t side) {
+  return ops::map_to_tokens(
+      ops::tokens_to_map(h, side, side).reshape({batch, h.numel() / (batch * side * side), side, side}));
+}
+
+/// What the backward of one P needs: its conv's input map and its norm's input.
+template <Scalar T, class B>
+struct pool_cache {
+  Tensor<T, B> map, pooled;
+  index_t batch = 0, side = 0, side_out = 0;
+};
+
+inline ops::conv2d_params conv_params(index_t d, int kernel, int stride) {
+  return {
+      .stride_h = stride, .stride_w = stride, .pad_h = kernel / 2, .pad_w = kernel / 2, .groups = static_cast<int>(d)};
+}
+
+/// P(t): t [B, s*s, Heads * d] -> [B * Heads, s'*s', d], s' = ceil(s / stride); weight
+/// [d, 1, k, k] (any extents of d * k * k elements), norm weight and bias [d].
+template <Scalar T, class B>
+Tensor<T, B> pool(const Tensor<T, B>& t, index_t side, index_t heads, const Tensor<T, B>& weight, int kernel,
+                  int stride, const Tensor<T, B>& gamma, const Tensor<T, B>& beta, double eps, pool_cache<T, B>& c,
+                  bool keep) {
+  const index_t d = t.size(2) / heads;
+  c.batch = t.size(0);
+  c.side = side;
+  c.side_out = (side - 1) / stride + 1;
+  const Tensor<T, B> map = head_maps(t, side, heads);
+  const Tensor<T, B> pooled = ops::map_to_tokens(
+      ops::conv2d(map, weight.reshape({d, 1, kernel, kernel}), nullptr, conv_params(d, kernel, stride)));
+  if (keep) {
+    c.map = map;
+    c.pooled = pooled;
+  }
+  return ops::layer_norm(pooled, gamma, beta, eps);
+}
+
+/// The gradient of P's input [B, s*s, Heads * d] from that of its output; adds the conv's and
+/// the norm's gradients to dweight, dgamma and dbeta.
+template <Scalar T, class B>
+Tensor<T, B> pool_backward(const pool_cache<T, B>& c, const Tensor<T, B>& weight, int kernel, int stride,
+                           const Tensor<T, B>& gamma, double eps, const Tensor<T, B>& dh, Tensor<T, B>& dweight,
+                           Tensor<T, B>& dgamma, Tensor<T, B>& dbeta) {
+  const index_t d = gamma.numel();
+  const Tensor<T, B> dpooled = ops::layer_norm_backward(c.pooled, gamma, eps, dh, &dgamma, &dbeta);
+  Tensor<T, B> dw = dweight.reshape({d, 1, kernel, kernel});  // a view: the sum lands in dweight
+  const Tensor<T, B> dmap = ops::conv2d_backward(c.map, weight.reshape({d, 1, kernel, kernel}),
+                                                 ops::tokens_to_map(dpooled, c.side_out, c.side_out),
+                                                 conv_params(d, kernel, stride), &dw, nullptr);
+  return ops::map_to_tokens(dmap.reshape({c.batch, c.map.size(0) / c.batch * d, c.side, c.side}));
+}
+
+/// The side of the square token grid of x [B, N, Dim], or a shape_error naming `who`.
+template <Scalar T, class B>
+index_t grid_side(const Tensor<T, B>& x, index_t dim, const std::string& who) {
+  check<shape_error>(x.rank() == 3 && x.size(2) == dim, who, ": input has extents ", x.shape(), ", expected [B, N, ",
+                     dim, "]");
+  const auto side = static_cast<index_t>(std::llround(std::sqrt(static_cast<double>(x.size(1)))));
+  check<shape_error>(side >= 1 && side * side == x.size(1), who, ": ", x.size(1),
+                     " tokens are not a square grid (pooling needs the s x s grid of the tokens)");
+  return side;
+}
+
+}  // namespace mhpa
+
 template <int In, int Dim, int Heads, int QStride, int KVStride, Scalar T = float, class B = cpu>
 class PoolingAttention : public layer_types<T, B> {
   static_assert(In >= 1 && Dim >= 1 && Heads >= 1 && Dim % Heads == 0,
@@ -52,11 +134,7 @@ class PoolingAttention : public layer_types<T, B> {
   static constexpr std::array<int, 3> stride{QStride, KVStride, KVStride};  // of q, k, v
   static constexpr layout in_layout = layout::tokens, out_layout = layout::tokens;
 
-  /// What the backward of one pooling P needs: its conv's input map and its norm's input.
-  struct pool_cache {
-    tensor_type map, pooled;
-    index_t batch = 0, side = 0, side_out = 0;
-  };
+  using pool_cache = mhpa::pool_cache<T, B>;
   struct cache {
     tensor_type x, merged;             // the input; the heads' outputs merged, before "proj"
     std::array<tensor_type, 3> heads;  // P(q), P(k), P(v) [B * Heads, N', d]
@@ -147,59 +225,27 @@ class PoolingAttention : public layer_types<T, B> {
   void for_each_buffer(F&&, const std::string& = "") {}
 
  private:
-  static constexpr index_t d = head_dim;
-
-  static ops::conv2d_params conv_params(int s) {
-    return {.stride_h = s, .stride_w = s, .pad_h = kernel / 2, .pad_w = kernel / 2, .groups = head_dim};
-  }
-  // [B, N, Dim] of an s x s grid -> the heads' maps [B * Heads, d, s, s].
-  static tensor_type head_maps(const tensor_type& t, index_t side) {
-    return ops::tokens_to_map(t, side, side).reshape({t.size(0) * Heads, d, side, side});
-  }
-  // [B, s*s, Dim] -> [B * Heads, s*s, d], the heads' tokens.
-  static tensor_type split_heads(const tensor_type& t, index_t side) { return ops::map_to_tokens(head_maps(t, side)); }
-  // [B * Heads, s*s, d] -> [B, s*s, Dim].
+  static tensor_type split_heads(const tensor_type& t, index_t side) { return mhpa::split_heads(t, side, Heads); }
   static tensor_type merge_heads(const tensor_type& h, index_t batch, index_t side) {
-    return ops::map_to_tokens(ops::tokens_to_map(h, side, side).reshape({batch, Dim, side, side}));
-  }
-
-  index_t grid_side(const tensor_type& x) const {
-    check<shape_error>(x.rank() == 3 && x.size(2) == Dim, name(), ": input has extents ", x.shape(),
-                       ", expected [B, N, ", Dim, "]");
-    const auto side = static_cast<index_t>(std::llround(std::sqrt(static_cast<double>(x.size(1)))));
-    check<shape_error>(side >= 1 && side * side == x.size(1), name(), ": ", x.size(1),
-                       " tokens are not a square grid (pooling needs the s x s grid of the tokens)");
-    return side;
+    return mhpa::merge_heads(h, batch, side);
   }
 
   // P_i(t): t [B, s*s, Dim] -> [B * Heads, N', d].
   tensor_type pool(std::size_t i, const tensor_type& t, pool_cache& c, bool keep) {
-    c.batch = t.size(0);
-    c.side = grid_side(t);
+    const index_t side = mhpa::grid_side(t, Dim, name());
     if (stride[i] == 0) {
-      c.side_out = c.side;
-      return split_heads(t, c.side);
+      c.batch = t.size(0);
+      c.side = c.side_out = side;
+      return split_heads(t, side);
     }
-    const tensor_type map = head_maps(t, c.side);
-    const tensor_type w = pool_weight[i].value.reshape({d, 1, kernel, kernel});
-    const tensor_type pooled = ops::map_to_tokens(ops::conv2d(map, w, nullptr, conv_params(stride[i])));
-    c.side_out = (c.side - 1) / stride[i] + 1;
-    if (keep) {
-      c.map = map;
-      c.pooled = pooled;
-    }
-    return ops::layer_norm(pooled, norm_weight[i].value, norm_bias[i].value, eps);
+    return mhpa::pool(t, side, Heads, pool_weight[i].value, kernel, stride[i], norm_weight[i].value, norm_bias[i].value,
+                      eps, c, keep);
   }
   // The gradient of P_i's input [B, s*s, Dim] from that of its output [B * Heads, N', d].
   tensor_type pool_backward(std::size_t i, pool_cache& c, const tensor_type& dh) {
     if (stride[i] == 0) return merge_heads(dh, c.batch, c.side);
-    const tensor_type dpooled =
-        ops::layer_norm_backward(c.pooled, norm_weight[i].value, eps, dh, &norm_weight[i].grad, &norm_bias[i].grad);
-    tensor_type dw = pool_weight[i].grad.reshape({d, 1, kernel, kernel});  // a view: the sum lands in grad
-    const tensor_type dmap =
-        ops::conv2d_backward(c.map, pool_weight[i].value.reshape({d, 1, kernel, kernel}),
-                             ops::tokens_to_map(dpooled, c.side_out, c.side_out), conv_params(stride[i]), &dw, nullptr);
-    return ops::map_to_tokens(dmap.reshape({c.batch, Dim, c.side, c.side}));
+    return mhpa::pool_backward(c, pool_weight[i].value, kernel, stride[i], norm_weight[i].value, eps, dh,
+                               pool_weight[i].grad, norm_weight[i].grad, norm_bias[i].grad);
   }
 
   tensor_type run(const tensor_type& x, context&, cache& c, bool keep) {

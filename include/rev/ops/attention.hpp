@@ -5,6 +5,8 @@
 //   out_h = P_h v_h                            [Nq, Dv / heads]
 // with the heads concatenated back in order, scale = 1/sqrt(d) unless given. The backward
 // (dS = P ∘ (dP - rowsum(P ∘ dP)), dP = dout_h v_h^T) reads P from the forward's cache.
+// attention_with_bias adds a bias to the scores before the softmax, P_h = softmax_rows(scale *
+// q_h k_h^T + bias_h) (MViTv2's relative positions, masks); the bias's gradient is dS.
 #pragma once
 
 #include <algorithm>
@@ -28,6 +30,7 @@ struct attention_cache {
 template <Scalar T, class B = cpu>
 struct attention_grads {
   Tensor<T, B> dq, dk, dv;
+  Tensor<T, B> dbias;  // attention_with_bias_backward's; empty otherwise
 };
 
 namespace detail {
@@ -79,6 +82,25 @@ attention_grads<T, B> multi_head_attention_backward(const Tensor<T, B>& q, const
                                                     int heads, const attention_cache<T, B>& cache,
                                                     const Tensor<T, B>& dout, double scale = 0) {
   return kernels<B>::multi_head_attention_backward(q, k, v, heads, cache, dout, scale);
+}
+
+/// out [B, Nq, Dv] = concat_h softmax(q_h k_h^T * scale + bias_h) v_h for bias [B, heads, Nq, Nk].
+template <Scalar T, class B>
+Tensor<T, B> attention_with_bias(const Tensor<T, B>& q, const Tensor<T, B>& k, const Tensor<T, B>& v, int heads,
+                                 const Tensor<T, B>& bias, std::type_identity_t<attention_cache<T, B>>* cache = nullptr,
+                                 double scale = 0) {
+  Tensor<T, B> out = kernels<B>::attention_with_bias(q, k, v, heads, bias, cache, scale);
+  if (op_counts* c = rev::detail::active_op_counts())
+    c->attention_macs += q.size(0) * q.size(1) * k.size(1) * (q.size(2) + v.size(2));
+  return out;
+}
+
+/// The gradients of attention_with_bias's inputs, dbias [B, heads, Nq, Nk] included.
+template <Scalar T, class B>
+attention_grads<T, B> attention_with_bias_backward(const Tensor<T, B>& q, const Tensor<T, B>& k, const Tensor<T, B>& v,
+                                                   int heads, const attention_cache<T, B>& cache,
+                                                   const Tensor<T, B>& dout, double scale = 0) {
+  return kernels<B>::attention_with_bias_backward(q, k, v, heads, cache, dout, scale);
 }
 
 }  // namespace rev::ops

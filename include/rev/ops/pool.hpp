@@ -1,5 +1,6 @@
-// Average pooling of NCHW maps: global (y[n, c] = mean over (h, w) of x[n, c, h, w]) and over
-// non-overlapping k x k windows (kernel = stride = k, no padding, as nn.AvgPool2d(k)).
+// Pooling of NCHW maps: the average, global (y[n, c] = mean over (h, w) of x[n, c, h, w]) and over
+// non-overlapping k x k windows (kernel = stride = k, no padding, as nn.AvgPool2d(k)); and the
+// maximum over k x k windows at a stride with implicit -inf padding (nn.MaxPool2d(k, s, p)).
 #pragma once
 
 #include <algorithm>
@@ -17,6 +18,20 @@ inline void gap_check_input(const char* who, const Shape& s) {
   check<shape_error>(s.rank() == 4, who, ": input has rank ", s.rank(), " (extents ", s,
                      "), expected rank 4 [N, C, H, W]");
   check<shape_error>(s[2] * s[3] > 0, who, ": input has extents ", s, ", expected H * W > 0");
+}
+
+struct max_pool_dims {
+  index_t H, W, Ho, Wo;
+};
+
+inline max_pool_dims max_pool_check(const char* who, const Shape& s, int k, int stride, int pad) {
+  gap_check_input(who, s);
+  check<value_error>(k >= 1 && stride >= 1 && pad >= 0 && 2 * pad <= k, who, ": kernel ", k, ", stride ", stride,
+                     ", padding ", pad, ": expected kernel >= 1, stride >= 1 and 0 <= padding <= kernel / 2");
+  const index_t H = s[2], W = s[3];
+  check<shape_error>(H + 2 * pad >= k && W + 2 * pad >= k, who, ": input has extents ", s, ", smaller than the ", k,
+                     "x", k, " window with padding ", pad);
+  return {H, W, (H + 2 * pad - k) / stride + 1, (W + 2 * pad - k) / stride + 1};
 }
 
 }  // namespace detail
@@ -44,6 +59,20 @@ Tensor<T, B> avg_pool2d(const Tensor<T, B>& x, int k) {
 template <Scalar T, class B>
 Tensor<T, B> avg_pool2d_backward(const Shape& input_shape, const Tensor<T, B>& dy, int k) {
   return kernels<B>::avg_pool2d_backward(input_shape, dy, k);
+}
+
+/// [N, C, H, W] -> [N, C, Ho, Wo], Ho = (H + 2 padding - k) / stride + 1: the maximum of each
+/// k x k window (padding counts as -inf; the first maximum in row-major order wins ties and NaN
+/// propagates, as PyTorch's).
+template <Scalar T, class B>
+Tensor<T, B> max_pool2d(const Tensor<T, B>& x, int k, int stride, int padding) {
+  return kernels<B>::max_pool2d(x, k, stride, padding);
+}
+
+/// dx: each output's gradient lands on the input element its maximum came from (recomputed from x).
+template <Scalar T, class B>
+Tensor<T, B> max_pool2d_backward(const Tensor<T, B>& x, const Tensor<T, B>& dy, int k, int stride, int padding) {
+  return kernels<B>::max_pool2d_backward(x, dy, k, stride, padding);
 }
 
 }  // namespace rev::ops
