@@ -1,7 +1,7 @@
 // One model of the `rev` tool's zoo, chosen at compile time: REV_CLI_REVBIFPN=S0..S6,
 // REV_CLI_REVNET=R38|R110|R164, REV_CLI_REVCOL=T|S|B|L|XL|H, REV_CLI_REVVIT=S|B|L (SlowFast's
-// layout), REV_CLI_REVVIT_MINREV=S|B|L or REV_CLI_REVMVIT=B (examples/CMakeLists.txt compiles this
-// file once per model).
+// layout), REV_CLI_REVVIT_MINREV=S|B|L, REV_CLI_REVMVIT=B or REV_CLI_REVMVIT_MINREV=Default
+// (examples/CMakeLists.txt compiles this file once per model).
 #include <cctype>
 #include <string>
 
@@ -9,6 +9,7 @@
 #include "rev/models/revbifpn.hpp"
 #include "rev/models/revcol.hpp"
 #include "rev/models/revmvit.hpp"
+#include "rev/models/revmvitv2.hpp"
 #include "rev/models/revnet.hpp"
 #include "rev/models/revvit.hpp"
 
@@ -170,7 +171,8 @@ model_entry entry() {
             return bench_model(net, o, 3, 1000);
           }};
 }
-#elif defined(REV_CLI_REVVIT) || defined(REV_CLI_REVVIT_MINREV) || defined(REV_CLI_REVMVIT)
+#elif defined(REV_CLI_REVVIT) || defined(REV_CLI_REVVIT_MINREV) || defined(REV_CLI_REVMVIT) || \
+    defined(REV_CLI_REVMVIT_MINREV)
 namespace rv = models::revvit;
 #if defined(REV_CLI_REVVIT)
 using Cfg = rv::REV_CLI_REVVIT;
@@ -180,9 +182,13 @@ const std::string family = "revvit-", title = "Rev-ViT-";
 using Cfg = rv::REV_CLI_REVVIT_MINREV;
 using Model = models::RevViT<Cfg, rv::minrev>;
 const std::string family = "revvit-minrev-", title = "Rev-ViT-";
-#else
+#elif defined(REV_CLI_REVMVIT)
 using Cfg = models::revmvit::REV_CLI_REVMVIT;
 using Model = models::RevMViT<Cfg>;
+const std::string family = "revmvit-", title = "Rev-MViT-";
+#else
+using Cfg = models::revmvitv2::REV_CLI_REVMVIT_MINREV;  // Cfg::name "minrev"
+using Model = models::RevMViTv2<Cfg>;
 const std::string family = "revmvit-", title = "Rev-MViT-";
 #endif
 
@@ -195,15 +201,16 @@ Model make() {
 
 std::string part_of(const std::string& key) {
   if (key.starts_with("patch_embed") || key.starts_with("pos_embed")) return "stem";
-  if (key.starts_with("layers") || key.starts_with("rev_backbone")) return "blocks";
+  if (key.starts_with("layers") || key.starts_with("rev_backbone") || key.starts_with("blocks")) return "blocks";
   return "head";
 }
 
-// The two streams after the last block from the stem's tokens: Rev-ViT's blocks take the tokens
+// What the blocks give the head from the stem's tokens: Rev-ViT's blocks take the tokens
 // duplicated, Rev-MViT's backbone (stacks and transitions) the tokens.
 template <class Net>
 auto blocks(Net& net, const Tensor<float>& tokens, context& ctx) {
   if constexpr (requires { net.backbone(); }) return net.backbone().forward(tokens, ctx);
+  else if constexpr (requires { net.segments(); }) return net.segments().forward(tokens, ctx);
   else return net.layers().forward({tokens, tokens}, ctx);
 }
 
@@ -224,9 +231,10 @@ summary summarize(int res) {
 model_entry entry() {
   std::string name = Cfg::name;  // "S"
   for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  const bool minrev = family == "revvit-minrev-";
+  const bool minrev = family == "revvit-minrev-" || name == "minrev";
   return {family + name,
-          title + Cfg::name + (minrev ? " (minREV layout)" : ""),
+          name == "minrev" ? "Rev-MViT (minREV's MViTv2 layout, its defaults)"
+                           : title + Cfg::name + (minrev ? " (minREV layout)" : ""),
           Cfg::image,
           Cfg::image,
           3,
@@ -243,7 +251,7 @@ model_entry entry() {
 }
 #else
 #error \
-    "examples/rev/model.cpp: define REV_CLI_REVBIFPN, REV_CLI_REVNET, REV_CLI_REVCOL, REV_CLI_REVVIT[_MINREV] or REV_CLI_REVMVIT"
+    "examples/rev/model.cpp: define REV_CLI_REVBIFPN, REV_CLI_REVNET, REV_CLI_REVCOL, REV_CLI_REVVIT[_MINREV] or REV_CLI_REVMVIT[_MINREV]"
 #endif
 
 const registrar registered{entry()};

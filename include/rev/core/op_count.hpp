@@ -20,6 +20,7 @@ struct op_counts {
   std::int64_t bn_elements = 0;        // batch-norm output elements
   std::int64_t upsample_elements = 0;  // bilinear up-sampling output elements
   std::int64_t attention_macs = 0;     // q k^T and probabilities x v: B x Nq x Nk x (D + Dv)
+  std::int64_t rel_pos_macs = 0;       // decomposed relative positions: B x Nq x (kh + kw) x d
 
   op_counts& operator+=(const op_counts& o) {
     conv_macs += o.conv_macs;
@@ -28,12 +29,13 @@ struct op_counts {
     bn_elements += o.bn_elements;
     upsample_elements += o.upsample_elements;
     attention_macs += o.attention_macs;
+    rel_pos_macs += o.rel_pos_macs;
     return *this;
   }
 
-  /// Convolution, linear and attention-product MACs: what the papers' tables count (the
-  /// convolutional models have no attention).
-  std::int64_t macs() const { return conv_macs + linear_macs + attention_macs; }
+  /// Convolution, linear, attention-product and relative-position MACs: what the papers' tables
+  /// count (the convolutional models have no attention).
+  std::int64_t macs() const { return conv_macs + linear_macs + attention_macs + rel_pos_macs; }
   /// The thop profiler's rule: MACs + 1 per conv-bias output + 2 per BN output + 11 per
   /// bilinear-upsample output (reproduces RevBiFPN's Table 3).
   std::int64_t thop() const { return macs() + conv_bias + 2 * bn_elements + 11 * upsample_elements; }

@@ -13,6 +13,7 @@
 
 #include "rev/core/device.hpp"
 #include "rev/core/errors.hpp"
+#include "rev/core/op_count.hpp"
 #include "rev/core/tensor.hpp"
 
 namespace rev::ops {
@@ -58,7 +59,10 @@ Tensor<T, B> rel_pos_lookup_backward(const Tensor<T, B>& dr, index_t table_lengt
 /// q [B, qh*qw, d], rh [qh, kh, d], rw [qw, kw, d] -> bias [B, qh*qw, kh*kw].
 template <Scalar T, class B>
 Tensor<T, B> rel_pos_bias(const Tensor<T, B>& q, const Tensor<T, B>& rh, const Tensor<T, B>& rw) {
-  return kernels<B>::rel_pos_bias(q, rh, rw);
+  Tensor<T, B> bias = kernels<B>::rel_pos_bias(q, rh, rw);
+  if (op_counts* c = rev::detail::active_op_counts())  // q . R_h and q . R_w per query
+    c->rel_pos_macs += q.size(0) * q.size(1) * (rh.size(1) + rw.size(1)) * q.size(2);
+  return bias;
 }
 
 /// The gradients of q, rh and rw given dbias [B, qh*qw, kh*kw].
