@@ -1,4 +1,5 @@
-// Eigen's core, as every CPU kernel includes it.
+// Eigen's core, as every CPU kernel includes it, and its SpecialFunctions module (the vectorised
+// erf of the GELU kernel).
 //
 // GCC raises two false -Wmaybe-uninitialized warnings in code that Eigen inlines. They are
 // silenced for this one include, and only where they occur; everything else keeps the warning:
@@ -18,7 +19,9 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include <Eigen/Core>
+#include <unsupported/Eigen/SpecialFunctions>
 #pragma GCC diagnostic pop
 #else
 #include <Eigen/Core>
+#include <unsupported/Eigen/SpecialFunctions>
 #endif
