@@ -1,6 +1,7 @@
-// What the model tests share (test_revbifpn, test_revcol, test_revvit; the GPU's
+// What the model tests share (test_revbifpn, test_revcol, test_revvit, test_revmvit[v2]; the GPU's
 // test_cuda_revbifpn through revbifpn_golden.hpp): the worst error of a group of tensors, the
-// keys and extents of a model against a reference state_dict, and a training step's peak bytes.
+// keys and extents of a model against a reference state_dict, a training step against a float64
+// reference, and a training step's peak bytes.
 #pragma once
 
 #include <map>
@@ -31,6 +32,29 @@ std::map<std::string, Shape> keys_of(Net& net) {
   net.for_each_parameter([&](const std::string& k, auto& p) { keys[k] = p.value.shape(); });
   net.for_each_buffer([&](const std::string& k, auto& b) { keys[k] = b.shape(); });
   return keys;
+}
+
+// One training step of net in mode m on a float64 reference of tests/torch_ref/gen_*.py ("x",
+// "dout", "logits", "dx", "grad.<key>"): checks the logits, that `count` parameters have a
+// gradient, and the gradients for which zero(key) holds (zero in exact arithmetic: the reference
+// holds rounding noise) in absolute terms; returns the worst relative error of the image gradient
+// and the other parameter gradients.
+template <class Net, class Zero>
+worst reference_step(Net& net, const io::file& ref, mode m, std::size_t count, Zero zero) {
+  zero_grad(net);
+  context train{phase::train};
+  typename Net::cache tape{m};
+  CHECK(test::max_rel_error(net.forward(ref.tensor<double>("x"), train, tape), ref.tensor<double>("logits")) <= 1e-12);
+  worst g;
+  g.add("input", test::max_rel_error(net.backward(tape, ref.tensor<double>("dout")), ref.tensor<double>("dx")));
+  std::size_t checked = 0;
+  net.for_each_parameter([&](const std::string& k, auto& p) {
+    ++checked;
+    if (zero(k)) CHECK(test::max_abs_error(p.grad, ref.tensor<double>("grad." + k)) <= 1e-12);
+    else g.add(k, test::max_rel_error(p.grad, ref.tensor<double>("grad." + k)));
+  });
+  CHECK(checked == count);
+  return g;
 }
 
 // Peak bytes above the start of one training step of net (forward + backward, zero output

@@ -113,22 +113,7 @@ TEST_CASE("Rev-MViT (SlowFast layout): keys, logits and every gradient equal the
   for (mode m : {mode::stored, mode::reversible}) {
     const std::string mode_name = m == mode::stored ? "stored" : "reversible";
     CAPTURE(mode_name);
-    zero_grad(net);
-    context train{phase::train};
-    RevMViT<Tiny, double>::cache tape{m};
-    CHECK(test::max_rel_error(net.forward(image, train, tape), ref.tensor<double>("logits")) <= 1e-12);
-    worst g;
-    g.add("input", test::max_rel_error(net.backward(tape, ref.tensor<double>("dout")), ref.tensor<double>("dx")));
-    int checked = 0;
-    net.for_each_parameter([&](const std::string& k, Param<double>& p) {
-      ++checked;
-      if (zero_in_exact_arithmetic(k)) {
-        CHECK(test::max_abs_error(p.grad, ref.tensor<double>("grad." + k)) <= 1e-12);
-        return;
-      }
-      g.add(k, test::max_rel_error(p.grad, ref.tensor<double>("grad." + k)));
-    });
-    CHECK(checked == 204);
+    const worst g = testing::reference_step(net, ref, m, 204, zero_in_exact_arithmetic);
     MESSAGE(mode_name, ": worst gradient ", g.rel, " (", g.key, ")");
     CHECK(g.rel <= 1e-10);
   }

@@ -205,22 +205,8 @@ TEST_CASE("Rev-ViT (SlowFast layout): keys, tokens, streams, logits and every gr
   for (mode m : {mode::stored, mode::reversible}) {
     const std::string mode_name = m == mode::stored ? "stored" : "reversible";
     CAPTURE(mode_name);
-    zero_grad(net);
-    context train{phase::train};
-    RevViT<Small, rv::slowfast, double>::cache tape{m};
-    CHECK(test::max_rel_error(net.forward(image, train, tape), ref.tensor<double>("logits")) <= 1e-12);
-    worst g;
-    g.add("input", test::max_rel_error(net.backward(tape, ref.tensor<double>("dout")), ref.tensor<double>("dx")));
-    int checked = 0;
-    net.for_each_parameter([&](const std::string& k, Param<double>& p) {
-      ++checked;
-      if (k.ends_with("attn.k.bias")) {  // zero in exact arithmetic (a constant per query)
-        CHECK(test::max_abs_error(p.grad, ref.tensor<double>("grad." + k)) <= 1e-12);
-        return;
-      }
-      g.add(k, test::max_rel_error(p.grad, ref.tensor<double>("grad." + k)));
-    });
-    CHECK(checked == 55);
+    const worst g =
+        testing::reference_step(net, ref, m, 55, [](const std::string& k) { return k.ends_with("attn.k.bias"); });
     MESSAGE("SlowFast layout ", mode_name, ": worst gradient ", g.rel, " (", g.key, ")");
     CHECK(g.rel <= 1e-10);
   }

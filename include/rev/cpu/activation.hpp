@@ -1,7 +1,7 @@
 // The CPU kernels of the activations (rev/ops/activation.hpp): element-wise maps of A::value
-// and A::derivative. GELU in float runs on Eigen's vectorised erf and exp (the rational erf of
-// Eigen's SpecialFunctions module, within a few float ulps of std::erf): the scalar erf took a
-// tenth of a Rev-ViT training step.
+// and A::derivative. GELU in float runs on Eigen's vectorised erf and exp where Eigen's
+// SpecialFunctions module is installed (cpu/eigen.hpp; its rational erf is within a few float
+// ulps of std::erf): the scalar erf took a tenth of a Rev-ViT training step.
 #pragma once
 
 #include <algorithm>
@@ -18,16 +18,21 @@ namespace rev::ops::host {
 struct activation_kernels {
   template <class A, Scalar T>
   static Tensor<T> activation(const Tensor<T>& x) {
-    if constexpr (std::same_as<A, act::gelu> && std::same_as<T, float>) return gelu(x, nullptr);
+    if constexpr (fast_gelu<A, T>) return gelu(x, nullptr);
     else return elementwise_kernels::map(x, [](T v) { return A::value(v); });
   }
   template <class A, Scalar T>
   static Tensor<T> activation_backward(const Tensor<T>& x, const Tensor<T>& dy) {
-    if constexpr (std::same_as<A, act::gelu> && std::same_as<T, float>) return gelu(x, &dy);
+    if constexpr (fast_gelu<A, T>) return gelu(x, &dy);
     else return elementwise_kernels::zip(x, dy, [](T v, T g) { return A::derivative(v) * g; });
   }
 
  private:
+  template <class A, class T>
+  static constexpr bool fast_gelu =
+      (REV_EIGEN_SPECIAL_FUNCTIONS != 0) && std::same_as<A, act::gelu>&& std::same_as<T, float>;
+
+#if REV_EIGEN_SPECIAL_FUNCTIONS
   // x Phi(x), or with dy its gradient (Phi(x) + x phi(x)) dy, Phi(x) = (1 + erf(x / sqrt 2)) / 2.
   static Tensor<float> gelu(const Tensor<float>& x, const Tensor<float>* dy) {
     Tensor<float> out = Tensor<float>::uninitialized(x.shape());
@@ -46,6 +51,7 @@ struct activation_kernels {
     });
     return out;
   }
+#endif
 };
 
 }  // namespace rev::ops::host

@@ -85,7 +85,7 @@ struct attention_ops {
     expect_shape(dout, {a.B, a.Nq, a.Dv}, who, "dout");
     ops::attention_grads<T, cuda> g{Tensor<T, cuda>::uninitialized(q.shape()),
                                     Tensor<T, cuda>::uninitialized(k.shape()),
-                                    Tensor<T, cuda>::uninitialized(v.shape())};
+                                    Tensor<T, cuda>::uninitialized(v.shape()), Tensor<T, cuda>()};
     Tensor<T, cuda> dS = Tensor<T, cuda>::uninitialized(cache.probs.shape());
     const index_t pq = a.Nq * a.Nk;
     const dense_detail::attn_operand<const T> P{cache.probs.data(), a.Nk, false, a.heads * pq, pq},
