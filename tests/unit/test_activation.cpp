@@ -56,7 +56,7 @@ TEST_CASE("activations: forward matches the definitions") {
   CHECK(silu::value(2.0) == doctest::Approx(2.0 / (1 + std::exp(-2.0))));
 }
 
-TEST_CASE("activations: float GELU (vectorised erf) stays within a few ulps of the double definition") {
+TEST_CASE("activations: float GELU (vectorised erf, A&S 7.1.26) stays within a few ulps of the double definition") {
   const index_t n = 200001;
   Tensor<float> x({n});
   for (index_t i = 0; i < n; ++i) x.data()[i] = static_cast<float>(-10.0 + 20.0 * static_cast<double>(i) / (n - 1));
@@ -69,8 +69,8 @@ TEST_CASE("activations: float GELU (vectorised erf) stays within a few ulps of t
     backward = std::max(backward, std::abs(dyf.data()[i] - dy.data()[i]));
   }
   MESSAGE("float GELU on [-10, 10]: forward ", forward, ", derivative ", backward);
-  CHECK(forward <= 2e-6);
-  CHECK(backward <= 1e-6);
+  CHECK(forward <= 5e-7);
+  CHECK(backward <= 5e-7);
 }
 
 TEST_CASE("activations: PyTorch's derivative conventions at the kinks") {

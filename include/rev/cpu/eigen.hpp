@@ -1,7 +1,4 @@
-// Eigen's core, as every CPU kernel includes it, and where the installation has it, its
-// SpecialFunctions module (Eigen's "unsupported" tree, which not every installation ships; the
-// vectorised erf of the float GELU kernel, which falls back to std::erf without it):
-// REV_EIGEN_SPECIAL_FUNCTIONS is 1 when it is there.
+// Eigen's core, as every CPU kernel includes it.
 //
 // GCC raises two false -Wmaybe-uninitialized warnings in code that Eigen inlines. They are
 // silenced for this one include, and only where they occur; everything else keeps the warning:
@@ -14,12 +11,6 @@
 //   flow analysis does not follow (GCC's false-positive meta-bug 24639).
 #pragma once
 
-#if __has_include(<unsupported/Eigen/SpecialFunctions>)
-#define REV_EIGEN_SPECIAL_FUNCTIONS 1
-#else
-#define REV_EIGEN_SPECIAL_FUNCTIONS 0
-#endif
-
 #if defined(__GNUC__) && !defined(__clang__) && ((__GNUC__ == 12 && defined(__AVX512F__)) || __has_include(<Eigen/Version>))
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -27,13 +18,7 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include <Eigen/Core>
-#if REV_EIGEN_SPECIAL_FUNCTIONS
-#include <unsupported/Eigen/SpecialFunctions>
-#endif
 #pragma GCC diagnostic pop
 #else
 #include <Eigen/Core>
-#if REV_EIGEN_SPECIAL_FUNCTIONS
-#include <unsupported/Eigen/SpecialFunctions>
-#endif
 #endif
